@@ -1,0 +1,1 @@
+"""Lightning callbacks of the kit, installed as `lit_llm.callbacks` (one callback per file)."""

@@ -1,0 +1,82 @@
+"""The `lit-llm` command.
+
+    lit-llm fit --config configs/experiments/tiny_cpu.yaml      # LightningCLI
+    lit-llm validate --config ... --ckpt_path ...                # LightningCLI
+    lit-llm tokenizer train --input PATH --vocab_size N --output DIR
+    lit-llm data prepare|inspect|merge ...
+    lit-llm generate|export|evaluate|demo ...
+
+`fit` and `validate` go to LightningCLI (every Trainer, model, data and callback option
+is a flag or YAML key). The other commands are typed functions turned into parsers by
+jsonargparse, so `--help` shows each option with its docstring.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from lit_llm.errors import UserError
+
+# command path -> "module:function"; each function's signature and docstring define its flags.
+PLAIN_COMMANDS: dict[tuple[str, ...], str] = {
+    ("tokenizer", "train"): "lit_llm.tokenizer:train_command",
+    ("data", "prepare"): "lit_llm.data.prepare:prepare_command",
+    ("data", "inspect"): "lit_llm.data.inspect:inspect_command",
+    ("data", "merge"): "lit_llm.data.prepare:merge_command",
+    ("generate",): "lit_llm.generate:generate_command",
+    ("export",): "lit_llm.export:export_command",
+    ("evaluate",): "lit_llm.eval.command:evaluate_command",
+    ("demo",): "lit_llm.demo:demo_command",
+}
+LIGHTNING_COMMANDS = ("fit", "validate")
+
+
+def _usage() -> str:
+    names = sorted({" ".join(path) for path in PLAIN_COMMANDS} | set(LIGHTNING_COMMANDS))
+    lines = ["usage: lit-llm COMMAND [options]   (lit-llm COMMAND --help for its options)", "", "commands:"]
+    lines += [f"  {name}" for name in names]
+    return "\n".join(lines)
+
+
+def _resolve(argv: list[str]) -> tuple[str | None, list[str]]:
+    """Find the longest command path at the start of argv; return its target and the remaining args."""
+    for length in (2, 1):
+        path = tuple(argv[:length])
+        if path in PLAIN_COMMANDS:
+            return PLAIN_COMMANDS[path], argv[length:]
+    return None, argv
+
+
+def _run_plain(target: str, args: list[str], prog: str) -> None:
+    from jsonargparse import CLI
+
+    module_name, func_name = target.split(":")
+    func = getattr(importlib.import_module(module_name), func_name)
+    CLI(func, args=args, prog=prog, as_positional=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return
+    try:
+        if argv[0] in LIGHTNING_COMMANDS:
+            from lit_llm.lightning_cli import run_lightning_cli
+
+            run_lightning_cli(argv)
+            return
+        target, rest = _resolve(argv)
+        if target is None:
+            group = [" ".join(p) for p in PLAIN_COMMANDS if p[0] == argv[0]]
+            hint = f" (one of: {', '.join(sorted(group))})" if group else ""
+            raise UserError(f"unknown command {' '.join(argv[:2])!r}{hint}; run `lit-llm --help`")
+        _run_plain(target, rest, prog="lit-llm " + " ".join(argv[: len(argv) - len(rest)]))
+    except UserError as err:
+        print(f"lit-llm: error: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

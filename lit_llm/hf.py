@@ -1,0 +1,146 @@
+"""GPT <-> `transformers.LlamaForCausalLM`: config, weights, and a saved HF folder.
+
+The kit's GPT is Llama's architecture under shorter names, so conversion is a rename;
+the only reshaping is the vocabulary: GPT pads its embedding rows to a multiple of 64
+(padded rows are always zero), the HF model holds exactly `vocab_size` rows.
+
+    from lit_llm.hf import to_hf, from_hf, save_hf
+    llama = to_hf(gpt)                  # transformers.LlamaForCausalLM, same logits
+    gpt2 = from_hf(llama)               # back, exactly
+    save_hf(gpt, "out/hf", tokenizer_dir="out/tokenizer")  # AutoModelForCausalLM.from_pretrained("out/hf")
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+
+from lit_llm.model import GPT, ModelConfig
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+# GPT parameter name -> HF LlamaForCausalLM name; "{i}" is the layer index.
+_BLOCK_NAMES = {
+    "blocks.{i}.attn_norm.weight": "model.layers.{i}.input_layernorm.weight",
+    "blocks.{i}.attn.q_proj.weight": "model.layers.{i}.self_attn.q_proj.weight",
+    "blocks.{i}.attn.k_proj.weight": "model.layers.{i}.self_attn.k_proj.weight",
+    "blocks.{i}.attn.v_proj.weight": "model.layers.{i}.self_attn.v_proj.weight",
+    "blocks.{i}.attn.o_proj.weight": "model.layers.{i}.self_attn.o_proj.weight",
+    "blocks.{i}.mlp_norm.weight": "model.layers.{i}.post_attention_layernorm.weight",
+    "blocks.{i}.mlp.gate_proj.weight": "model.layers.{i}.mlp.gate_proj.weight",
+    "blocks.{i}.mlp.up_proj.weight": "model.layers.{i}.mlp.up_proj.weight",
+    "blocks.{i}.mlp.down_proj.weight": "model.layers.{i}.mlp.down_proj.weight",
+}
+_TOP_NAMES = {"embed.weight": "model.embed_tokens.weight", "norm.weight": "model.norm.weight",
+              "lm_head.weight": "lm_head.weight"}
+_VOCAB_ROWS = ("embed.weight", "lm_head.weight")
+
+
+def name_map(n_layer: int) -> dict[str, str]:
+    """Every GPT parameter name mapped to its LlamaForCausalLM name."""
+    names = dict(_TOP_NAMES)
+    for i in range(n_layer):
+        names.update({k.format(i=i): v.format(i=i) for k, v in _BLOCK_NAMES.items()})
+    return names
+
+
+def hf_config(config: ModelConfig, **extra):
+    """The `transformers.LlamaConfig` describing the same network as `config`."""
+    from transformers import LlamaConfig
+
+    hf = LlamaConfig(
+        vocab_size=config.vocab_size, hidden_size=config.d_model, intermediate_size=config.ffn_hidden,
+        num_hidden_layers=config.n_layer, num_attention_heads=config.n_head,
+        num_key_value_heads=config.n_kv_head, head_dim=config.head_size, hidden_act="silu",
+        max_position_embeddings=config.max_seq_len, rms_norm_eps=config.norm_eps,
+        initializer_range=config.init_std, tie_word_embeddings=config.tie_embeddings,
+        attention_bias=False, mlp_bias=False, attention_dropout=config.dropout,
+        rope_theta=config.rope_theta, **extra,
+    )
+    hf.rope_theta = config.rope_theta  # newer transformers keep it in rope_parameters; older read this
+    return hf
+
+
+def model_config_from_hf(hf) -> ModelConfig:
+    """The kit's ModelConfig for a `LlamaConfig`; refuses Llama features GPT does not have."""
+    if getattr(hf, "attention_bias", False) or getattr(hf, "mlp_bias", False):
+        raise ValueError("LlamaConfig with attention_bias/mlp_bias has no GPT equivalent (GPT has no biases)")
+    rope_scaling = getattr(hf, "rope_scaling", None)
+    if rope_scaling and rope_scaling.get("rope_type", rope_scaling.get("type", "default")) != "default":
+        raise ValueError(f"rope scaling {rope_scaling} is not supported by GPT")
+    head_dim = getattr(hf, "head_dim", None) or hf.hidden_size // hf.num_attention_heads
+    if head_dim * hf.num_attention_heads != hf.hidden_size:
+        raise ValueError(f"head_dim={head_dim} * heads != hidden_size={hf.hidden_size}: not supported by GPT")
+    rope_theta = getattr(hf, "rope_theta", None)
+    if rope_theta is None:
+        rope_theta = (getattr(hf, "rope_parameters", None) or {}).get("rope_theta", 10000.0)
+    return ModelConfig(
+        vocab_size=hf.vocab_size, n_layer=hf.num_hidden_layers, n_head=hf.num_attention_heads,
+        n_kv_head=hf.num_key_value_heads or hf.num_attention_heads, d_model=hf.hidden_size,
+        max_seq_len=hf.max_position_embeddings, ffn_hidden=hf.intermediate_size, rope_theta=float(rope_theta),
+        norm_eps=hf.rms_norm_eps, tie_embeddings=bool(hf.tie_word_embeddings),
+        dropout=float(getattr(hf, "attention_dropout", 0.0) or 0.0), init_std=hf.initializer_range,
+    )
+
+
+def to_hf(gpt: GPT, **config_extra):
+    """A `transformers.LlamaForCausalLM` with the weights of `gpt` (padded vocab rows dropped)."""
+    from transformers import LlamaForCausalLM
+
+    config = gpt.config
+    llama = LlamaForCausalLM(hf_config(config, **config_extra))
+    names = name_map(config.n_layer)
+    state = {}
+    for name, tensor in gpt.state_dict().items():
+        if name not in names:
+            continue  # non-persistent buffers never appear; anything else is a bug caught below
+        if name in _VOCAB_ROWS:
+            tensor = tensor[: config.vocab_size]
+        state[names[name]] = tensor.detach().clone()
+    if config.tie_embeddings:
+        state.pop("lm_head.weight", None)
+    missing, unexpected = llama.load_state_dict(state, strict=False)
+    missing = [m for m in missing if not (config.tie_embeddings and m == "lm_head.weight")]
+    if missing or unexpected:
+        raise RuntimeError(f"GPT -> Llama conversion mismatch: missing={missing} unexpected={unexpected}")
+    return llama.to(dtype=next(gpt.parameters()).dtype)
+
+
+def from_hf(llama) -> GPT:
+    """A `GPT` with the weights of a `LlamaForCausalLM` (vocab rows zero-padded to the GPT's multiple)."""
+    config = model_config_from_hf(llama.config)
+    gpt = GPT(config)
+    hf_state = llama.state_dict()
+    state = {}
+    for name, hf_name in name_map(config.n_layer).items():
+        if hf_name not in hf_state:
+            if config.tie_embeddings and name == "lm_head.weight":
+                continue
+            raise KeyError(f"{hf_name} missing from the Hugging Face state dict")
+        tensor = hf_state[hf_name].detach().float()
+        if name in _VOCAB_ROWS:
+            tensor = torch.cat([tensor, tensor.new_zeros(config.padded_vocab_size - tensor.shape[0], tensor.shape[1])])
+        state[name] = tensor
+    if config.tie_embeddings:
+        state["lm_head.weight"] = state["embed.weight"]
+    gpt.load_state_dict(state, strict=True)
+    return gpt
+
+
+def save_hf(gpt: GPT, out_dir: str | Path, tokenizer_dir: str | Path | None = None,
+            eos_id: int | None = None, pad_id: int | None = None) -> Path:
+    """Write `gpt` as a Hugging Face folder (config.json + model.safetensors [+ tokenizer files])."""
+    out_dir = Path(out_dir)
+    extra = {k: v for k, v in {"eos_token_id": eos_id, "bos_token_id": eos_id, "pad_token_id": pad_id}.items()
+             if v is not None}
+    llama = to_hf(gpt, **extra)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    llama.save_pretrained(out_dir, safe_serialization=True)
+    if tokenizer_dir is not None:
+        for name in TOKENIZER_FILES:
+            src = Path(tokenizer_dir) / name
+            if src.exists():
+                shutil.copy2(src, out_dir / name)
+    return out_dir

@@ -1,0 +1,343 @@
+"""The decoder-only transformer, in pure torch.
+
+Reads top to bottom: config, RMSNorm, rotary embeddings, attention (MHA / GQA / MQA),
+SwiGLU MLP, block, model, KV cache and generation. Parameter names and math follow
+`transformers`' Llama, so `lit_llm.hf` converts by renaming (see `hf.py`).
+
+    from lit_llm.model import GPT, ModelConfig
+    model = GPT(ModelConfig(vocab_size=1000, n_layer=2, n_head=4, d_model=64, max_seq_len=128))
+    logits = model(torch.randint(0, 1000, (2, 16)))  # (2, 16, 1000)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class ModelConfig:
+    """Shape and numerics of the transformer. Every field is a YAML key / CLI flag."""
+
+    vocab_size: int = 32000
+    """True vocabulary size (from the tokenizer). Logits have exactly this many columns."""
+    n_layer: int = 4
+    """Number of transformer blocks."""
+    n_head: int = 4
+    """Number of query heads."""
+    n_kv_head: int | None = None
+    """Number of key/value heads: None or n_head = multi-head, 1 = multi-query, a divisor of n_head = grouped-query."""
+    d_model: int = 128
+    """Residual stream width; must be divisible by n_head (head size = d_model // n_head)."""
+    max_seq_len: int = 256
+    """Longest sequence the rotary tables and the KV cache are built for."""
+    ffn_hidden: int | None = None
+    """SwiGLU hidden size. None derives it Llama-style: 8/3 * d_model rounded up to ffn_multiple_of."""
+    ffn_multiple_of: int = 64
+    """Rounding of the derived SwiGLU hidden size (Llama uses 256; 64 keeps tiny models tiny)."""
+    rope_theta: float = 10000.0
+    """Base of the rotary position embedding frequencies (Llama 2: 1e4, Llama 3: 5e5)."""
+    norm_eps: float = 1e-5
+    """Epsilon inside RMSNorm."""
+    tie_embeddings: bool = False
+    """Share the token embedding matrix with the LM head (saves vocab * d_model parameters)."""
+    dropout: float = 0.0
+    """Dropout on attention probabilities and on each residual branch (0 for pre-training)."""
+    init_std: float = 0.02
+    """Std of the normal init; output projections use init_std / sqrt(2 * n_layer) (GPT-2 / NeoX)."""
+    pad_vocab_multiple: int = 64
+    """Embedding and LM-head rows are padded up to a multiple of this for fast matmuls; padded rows stay zero."""
+
+    def __post_init__(self) -> None:
+        if self.n_kv_head is None:
+            self.n_kv_head = self.n_head
+        for name in ("vocab_size", "n_layer", "n_head", "n_kv_head", "d_model", "max_seq_len", "pad_vocab_multiple"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ModelConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.d_model % self.n_head:
+            raise ValueError(f"d_model={self.d_model} is not divisible by n_head={self.n_head}")
+        if self.n_head % self.n_kv_head:
+            raise ValueError(f"n_kv_head={self.n_kv_head} must divide n_head={self.n_head} (1 = MQA, n_head = MHA)")
+        if (self.d_model // self.n_head) % 2:
+            raise ValueError(f"head size d_model/n_head={self.d_model // self.n_head} must be even for rotary embeddings")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.ffn_hidden is None:
+            hidden = int(2 * 4 * self.d_model / 3)
+            self.ffn_hidden = self.ffn_multiple_of * math.ceil(hidden / self.ffn_multiple_of)
+
+    @property
+    def head_size(self) -> int:
+        return self.d_model // self.n_head
+
+    @property
+    def padded_vocab_size(self) -> int:
+        return self.pad_vocab_multiple * math.ceil(self.vocab_size / self.pad_vocab_multiple)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm computed in float32, as Llama does."""
+
+    def __init__(self, dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x32.to(x.dtype)
+
+
+def rope_tables(head_size: int, max_seq_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin tables, each (max_seq_len, head_size), in Llama's half-rotation layout."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_size, 2, dtype=torch.int64).float() / head_size))
+    freqs = torch.outer(torch.arange(max_seq_len, dtype=torch.float32), inv_freq)  # (T, hs/2)
+    emb = torch.cat((freqs, freqs), dim=-1)  # (T, hs)
+    return emb.cos(), emb.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate x (B, nh, T, hs) by the angles in cos/sin (T, hs)."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return (x * cos.to(x.dtype)) + (rotated * sin.to(x.dtype))
+
+
+class KVCache:
+    """Keys and values of past positions for incremental decoding.
+
+    Holds only the n_kv_head heads per layer (GQA/MQA shrink it by n_head / n_kv_head).
+    `GPT.forward(idx, cache=cache)` appends the new positions and advances `pos`.
+    """
+
+    def __init__(self, config: ModelConfig, batch_size: int, max_len: int | None = None,
+                 device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> None:
+        self.max_len = max_len or config.max_seq_len
+        if self.max_len > config.max_seq_len:
+            raise ValueError(f"KV cache length {self.max_len} exceeds max_seq_len={config.max_seq_len}")
+        shape = (batch_size, config.n_kv_head, self.max_len, config.head_size)  # (B, n_kv, T_max, hs)
+        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        self.pos = 0
+
+    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store k, v (B, n_kv, T, hs) at the current position; return all keys/values so far."""
+        end = self.pos + k.shape[2]
+        if end > self.max_len:
+            raise ValueError(f"KV cache overflow: position {end} > cache length {self.max_len}")
+        self.keys[layer][:, :, self.pos:end] = k
+        self.values[layer][:, :, self.pos:end] = v
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head attention with n_kv_head key/value heads (MHA, GQA or MQA), RoPE on q and k."""
+
+    def __init__(self, config: ModelConfig, layer: int) -> None:
+        super().__init__()
+        self.layer = layer
+        self.n_head, self.n_kv_head, self.head_size = config.n_head, config.n_kv_head, config.head_size
+        self.dropout = config.dropout
+        self.q_proj = nn.Linear(config.d_model, config.n_head * config.head_size, bias=False)
+        self.k_proj = nn.Linear(config.d_model, config.n_kv_head * config.head_size, bias=False)
+        self.v_proj = nn.Linear(config.d_model, config.n_kv_head * config.head_size, bias=False)
+        self.o_proj = nn.Linear(config.n_head * config.head_size, config.d_model, bias=False)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None) -> torch.Tensor:
+        B, T, _ = x.shape
+        q = self.q_proj(x).view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
+        k = self.k_proj(x).view(B, T, self.n_kv_head, self.head_size).transpose(1, 2)  # (B, n_kv, T, hs)
+        v = self.v_proj(x).view(B, T, self.n_kv_head, self.head_size).transpose(1, 2)  # (B, n_kv, T, hs)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is not None:
+            k, v = cache.append(self.layer, k, v)  # (B, n_kv, T_past + T, hs)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=causal_mask(T, k.shape[2], x.device),
+            is_causal=T == k.shape[2] and T > 1,
+            dropout_p=self.dropout if self.training else 0.0,
+            enable_gqa=self.n_kv_head != self.n_head,
+        )  # (B, nh, T, hs)
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, self.n_head * self.head_size))
+
+
+def causal_mask(t_query: int, t_key: int, device: torch.device) -> torch.Tensor | None:
+    """Boolean mask (T_q, T_k) for queries that are the last T_q of T_k positions; None when SDPA needs none."""
+    if t_query == t_key or t_query == 1:
+        return None  # full causal (is_causal) or one new token attending to every cached one
+    offset = t_key - t_query
+    return torch.ones(t_query, t_key, dtype=torch.bool, device=device).tril(diagonal=offset)
+
+
+class SwiGLU(nn.Module):
+    """down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(config.d_model, config.ffn_hidden, bias=False)
+        self.up_proj = nn.Linear(config.d_model, config.ffn_hidden, bias=False)
+        self.down_proj = nn.Linear(config.ffn_hidden, config.d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Block(nn.Module):
+    """Pre-norm block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, config: ModelConfig, layer: int) -> None:
+        super().__init__()
+        self.attn_norm = RMSNorm(config.d_model, config.norm_eps)
+        self.attn = CausalSelfAttention(config, layer)
+        self.mlp_norm = RMSNorm(config.d_model, config.norm_eps)
+        self.mlp = SwiGLU(config)
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.attn_norm(x), cos, sin, cache))
+        return x + self.drop(self.mlp(self.mlp_norm(x)))
+
+
+class GPT(nn.Module):
+    """Token embedding -> n_layer Blocks -> RMSNorm -> LM head."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.padded_vocab_size, config.d_model)
+        self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
+        self.norm = RMSNorm(config.d_model, config.norm_eps)
+        self.lm_head = nn.Linear(config.d_model, config.padded_vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.embed.weight
+        cos, sin = rope_tables(config.head_size, config.max_seq_len, config.rope_theta)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Normal(0, init_std) everywhere; residual output projections scaled by 1/sqrt(2 n_layer).
+
+        The scaling (GPT-2, GPT-NeoX) keeps the residual stream's variance from growing with
+        depth, since each block adds two branches. Padded vocabulary rows are zero: they are
+        never looked up nor targets, so with zero gradients they stay zero, and export can
+        slice them off losslessly.
+        """
+        std = self.config.init_std
+        residual_std = std / math.sqrt(2 * self.config.n_layer)
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Linear):
+                is_residual_out = name.endswith(("o_proj", "down_proj"))
+                nn.init.normal_(module.weight, mean=0.0, std=residual_std if is_residual_out else std)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, mean=0.0, std=std)
+            elif isinstance(module, RMSNorm):
+                nn.init.ones_(module.weight)
+        with torch.no_grad():
+            self.embed.weight[self.config.vocab_size:].zero_()
+            self.lm_head.weight[self.config.vocab_size:].zero_()
+        rope = rope_tables(self.config.head_size, self.config.max_seq_len, self.config.rope_theta)
+        self.rope_cos, self.rope_sin = (t.to(self.rope_cos.device) for t in rope)
+
+    def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """Logits (B, T, vocab_size) for token ids idx (B, T); with a cache, idx are the next positions."""
+        B, T = idx.shape
+        start = cache.pos if cache is not None else 0
+        if start + T > self.config.max_seq_len:
+            raise ValueError(f"sequence of {start + T} tokens exceeds max_seq_len={self.config.max_seq_len}")
+        cos, sin = self.rope_cos[start:start + T], self.rope_sin[start:start + T]  # (T, hs)
+        x = self.embed(idx)  # (B, T, d)
+        for block in self.blocks:
+            x = block(x, cos, sin, cache)
+        if cache is not None:
+            cache.pos += T
+        logits = self.lm_head(self.norm(x))  # (B, T, padded_vocab)
+        return logits[..., : self.config.vocab_size]
+
+    # ---- sizes and FLOPs -------------------------------------------------------------
+
+    def num_params(self, non_embedding: bool = False) -> int:
+        """Parameter count. non_embedding=True drops the embedding table and an untied LM head (Kaplan et al.)."""
+        total = sum(p.numel() for p in self.parameters())  # tied weights are counted once
+        if non_embedding:
+            total -= self.embed.weight.numel()
+            if not self.config.tie_embeddings:
+                total -= self.lm_head.weight.numel()
+        return total
+
+    def flops_per_token(self, seq_len: int | None = None) -> int:
+        """Training FLOPs per token: 6 * (non-embedding params + LM-head matmul) + 12 * L * d_attn * T.
+
+        The first term is forward (2 FLOPs per multiply-add) plus backward (twice forward)
+        over every weight matmul, the LM head included (padded width, as computed); the
+        embedding lookup does no matmul. The second is attention scores and values, as
+        in PaLM's MFU formula (causal masking not subtracted).
+        """
+        cfg = self.config
+        seq_len = seq_len or cfg.max_seq_len
+        matmul_params = self.num_params(non_embedding=True) + cfg.padded_vocab_size * cfg.d_model
+        return 6 * matmul_params + 12 * cfg.n_layer * cfg.n_head * cfg.head_size * seq_len
+
+    # ---- generation ------------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None, stop_tokens: int | list[int] | None = None, seed: int | None = None,
+                 use_cache: bool = True) -> torch.Tensor:
+        """Extend idx (B, T) or (T,) by up to max_new_tokens; returns the prompt plus new tokens.
+
+        temperature 0 is greedy. A row that emits a stop token keeps emitting it; generation
+        ends early once every row has stopped. With the KV cache each step feeds one token;
+        without it each step recomputes the whole sequence; both give the same tokens.
+        """
+        squeeze = idx.dim() == 1
+        idx = idx.unsqueeze(0) if squeeze else idx
+        max_new_tokens = min(max_new_tokens, self.config.max_seq_len - idx.shape[1])
+        stops = torch.tensor([stop_tokens] if isinstance(stop_tokens, int) else (stop_tokens or []), device=idx.device)
+        generator = None
+        if seed is not None:
+            generator = torch.Generator(device=idx.device).manual_seed(seed)
+        cache = KVCache(self.config, idx.shape[0], idx.shape[1] + max_new_tokens, idx.device,
+                        self.lm_head.weight.dtype) if use_cache else None
+        done = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
+        out, step_input = idx, idx
+        for _ in range(max(max_new_tokens, 0)):
+            logits = self(step_input if use_cache else out, cache=cache)[:, -1, :].float()  # (B, V)
+            token = sample_next(logits, temperature, top_k, top_p, generator)  # (B,)
+            token = torch.where(done, stops[0] if len(stops) else token, token)
+            out = torch.cat([out, token[:, None]], dim=1)
+            step_input = token[:, None]
+            if len(stops):
+                done |= torch.isin(token, stops)
+                if bool(done.all()):
+                    break
+        return out[0] if squeeze else out
+
+
+def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """Pick one token per row of logits (B, V): greedy at temperature 0, else top-k / nucleus sampling."""
+    if temperature <= 0:
+        return logits.argmax(dim=-1)
+    logits = logits / temperature
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cumulative = sorted_logits.softmax(-1).cumsum(-1)
+        remove = cumulative - sorted_logits.softmax(-1) > top_p  # keep the smallest prefix reaching top_p
+        sorted_logits = sorted_logits.masked_fill(remove, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+    probs = logits.softmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+__all__ = ["GPT", "ModelConfig", "KVCache", "RMSNorm", "Block", "CausalSelfAttention", "SwiGLU", "sample_next"]
