@@ -1,0 +1,219 @@
+"""LitDataModule: memory-mapped shard folders as Lightning training and validation data.
+
+Training: an endless stream of windows of `seq_len + 1` tokens; sample i is a pure
+function of (seed, i) (see `sampling.py`), so resuming, splitting over ranks and skipping
+ranges are arithmetic. Rank r takes stream positions `start + n * world_size + r`; each
+DataLoader worker builds whole batches, and the loader returns them in a fixed round-robin
+order, so the sequence of batches never depends on the number of workers. Validation is
+a fixed sequential pass over the held-out shards.
+
+    dm = LitDataModule(path="runs/demo/data", seq_len=256, batch_size=12)
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
+
+from lit_llm.data.sampling import choose_windows, merge_ranges, sample_index
+from lit_llm.data.shards import Manifest, ShardSet
+from lit_llm.errors import UserError
+
+IGNORE_INDEX = -100
+
+
+class TrainWindows(IterableDataset):
+    """Batches of training windows for one rank, starting at a global stream position."""
+
+    def __init__(self, sources: list[ShardSet], weights: list[float], seq_len: int, batch_size: int, seed: int,
+                 start: int, rank: int, world_size: int, skips: list[tuple[int, int]], pad_id: int | None) -> None:
+        self.sources, self.weights, self.seq_len, self.batch_size = sources, weights, seq_len, batch_size
+        self.seed, self.start, self.rank, self.world_size = seed, start, rank, world_size
+        self.skips, self.pad_id = skips, pad_id
+        self.source_tokens = [s.num_tokens for s in sources]
+
+    def batch(self, n: int) -> dict:
+        """Rank-local batch n: stream positions start + (n * batch_size + b) * world_size + rank."""
+        local = n * self.batch_size + np.arange(self.batch_size)
+        positions = self.start + local * self.world_size + self.rank
+        indices = sample_index(positions, self.skips)
+        source, offset = choose_windows(self.seed, indices, self.source_tokens, self.weights, self.seq_len + 1)
+        windows = np.stack([self.sources[s].window(int(o), self.seq_len + 1) for s, o in zip(source, offset)])
+        tokens = torch.from_numpy(windows.astype(np.int64))  # (B, T + 1)
+        labels = tokens[:, 1:].clone()
+        if self.pad_id is not None:
+            labels[labels == self.pad_id] = IGNORE_INDEX  # <|pad|> is never a loss target
+        return {"input_ids": tokens[:, :-1], "labels": labels, "sample_index": torch.from_numpy(indices),
+                "next_position": self.start + (n + 1) * self.batch_size * self.world_size}
+
+    def __iter__(self):
+        info = get_worker_info()
+        worker, num_workers = (info.id, info.num_workers) if info else (0, 1)
+        n = worker
+        while True:
+            yield self.batch(n)
+            n += num_workers
+
+
+class ValWindows(Dataset):
+    """Consecutive non-overlapping windows over the validation shards, with target byte counts."""
+
+    def __init__(self, shards: ShardSet, seq_len: int, max_tokens: int | None, token_bytes: np.ndarray | None,
+                 pad_id: int | None) -> None:
+        self.shards, self.seq_len, self.token_bytes, self.pad_id = shards, seq_len, token_bytes, pad_id
+        usable = shards.num_tokens - 1 if max_tokens is None else min(max_tokens, shards.num_tokens - 1)
+        self.length = max(usable // seq_len, 0)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> dict:
+        window = torch.from_numpy(self.shards.window(i * self.seq_len, self.seq_len + 1).astype(np.int64))
+        labels = window[1:].clone()
+        item = {"input_ids": window[:-1], "labels": labels}
+        if self.token_bytes is not None:
+            item["target_bytes"] = torch.from_numpy(self.token_bytes[labels.numpy()].astype(np.int64))
+        if self.pad_id is not None:
+            labels[labels == self.pad_id] = IGNORE_INDEX
+        return item
+
+
+class LitDataModule(LightningDataModule):
+    """Training and validation data from a folder written by `lit-llm data prepare`."""
+
+    def __init__(self, path: str, seq_len: int = 256, batch_size: int = 12, seed: int = 1234, num_workers: int = 0,
+                 pin_memory: bool = False, val_batch_size: int | None = None, val_tokens: int | None = 1_000_000,
+                 skip_ranges: list[tuple[int, int]] | None = None, verify_checksums: bool = True) -> None:
+        """
+        Args:
+            path: Shard folder (with manifest.json) made by `lit-llm data prepare`.
+            seq_len: Tokens per training sample (each sample reads seq_len + 1 tokens for the shifted targets).
+            batch_size: Micro-batch size per device.
+            seed: Seed of the sample order; sample i is a pure function of (seed, i).
+            num_workers: DataLoader worker processes (0 = read in the training process; windows are cheap).
+            pin_memory: Pin batches in page-locked memory (faster host-to-GPU copies).
+            val_batch_size: Validation batch size (default: batch_size).
+            val_tokens: Cap on validation tokens per evaluation (None = every held-out token).
+            skip_ranges: Half-open ranges [start, end) of global sample indices never trained on.
+            verify_checksums: Check every shard's sha256 against the manifest at setup (one sequential read).
+        """
+        super().__init__()
+        if seq_len < 1 or batch_size < 1:
+            raise UserError(f"seq_len and batch_size must be >= 1 (got {seq_len}, {batch_size})")
+        self.path, self.seq_len, self.batch_size, self.seed = path, seq_len, batch_size, seed
+        self.num_workers, self.pin_memory, self.val_tokens = num_workers, pin_memory, val_tokens
+        self.val_batch_size = val_batch_size or batch_size
+        self.verify_checksums = verify_checksums
+        self.manifest = Manifest.load(path)
+        self.skip_ranges = merge_ranges(skip_ranges or [])
+        self.position = 0  # global training stream position: samples consumed by all ranks together
+        self.world_size_at_save: int | None = None
+
+    # ---- facts the model and the callbacks need --------------------------------------
+
+    @property
+    def vocab_size(self) -> int:
+        return self.manifest.vocab_size
+
+    @property
+    def pad_id(self) -> int | None:
+        return (self.manifest.data.get("tokenizer") or {}).get("pad_id")
+
+    @property
+    def eos_id(self) -> int | None:
+        return (self.manifest.data.get("tokenizer") or {}).get("eos_id")
+
+    @property
+    def tokenizer_path(self):
+        return self.manifest.tokenizer_path
+
+    def skip(self, start: int, end: int) -> None:
+        """Never train on global sample indices [start, end)."""
+        self.skip_ranges = merge_ranges([*self.skip_ranges, (start, end)])
+
+    # ---- Lightning hooks -------------------------------------------------------------
+
+    def setup(self, stage: str) -> None:
+        weights = self.manifest.source_weights()
+        if stage == "fit" and not weights:
+            raise UserError(f"{self.path}: no training shards in the manifest")
+        self.source_names = list(weights)
+        self.source_weights = [weights[n] for n in self.source_names]
+        self.train_sets = [ShardSet.open(self.path, "train", n, self.verify_checksums) for n in self.source_names]
+        for name, shards in zip(self.source_names, self.train_sets):
+            if shards.num_tokens < self.seq_len + 1:
+                raise UserError(f"{self.path}: source {name!r} has {shards.num_tokens} training tokens, "
+                                f"fewer than seq_len + 1 = {self.seq_len + 1}")
+        self.val_set = ShardSet.open(self.path, "val", None, self.verify_checksums)
+
+    def train_dataloader(self) -> DataLoader:
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        dataset = TrainWindows(self.train_sets, self.source_weights, self.seq_len, self.batch_size, self.seed,
+                               self.position, rank, world, self.skip_ranges, self.pad_id)
+        return DataLoader(dataset, batch_size=None, num_workers=self.num_workers, pin_memory=self.pin_memory,
+                          persistent_workers=False, prefetch_factor=4 if self.num_workers else None)
+
+    def val_dataloader(self) -> DataLoader:
+        dataset = ValWindows(self.val_set, self.seq_len, self.val_tokens, self.token_bytes(), self.pad_id)
+        if len(dataset) == 0:
+            return DataLoader([])
+        return DataLoader(dataset, batch_size=self.val_batch_size, shuffle=False, num_workers=self.num_workers,
+                          pin_memory=self.pin_memory)
+
+    def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        # Called once per batch the training loop consumes (after any prefetching), so the
+        # position saved in a checkpoint is exactly the samples trained on so far.
+        if self.trainer is not None and self.trainer.training and isinstance(batch, dict):
+            self.position = int(batch.pop("next_position", self.position))
+        return batch
+
+    def state_dict(self) -> dict:
+        world = self.trainer.world_size if self.trainer else 1
+        return {"position": self.position, "skip_ranges": [list(r) for r in self.skip_ranges], "seed": self.seed,
+                "seq_len": self.seq_len, "batch_size": self.batch_size, "world_size": world}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("seed", self.seed) != self.seed:
+            raise UserError(f"checkpoint data seed {state['seed']} differs from data.seed={self.seed}; "
+                            "resuming would change the sample order")
+        self.position = int(state["position"])
+        self.skip_ranges = merge_ranges([*self.skip_ranges, *map(tuple, state.get("skip_ranges", []))])
+        self.world_size_at_save = state.get("world_size")
+
+    # ---- bits per byte -------------------------------------------------------------
+
+    def token_bytes(self) -> np.ndarray | None:
+        """UTF-8 byte length of every token id (0 for special tokens), from the manifest's tokenizer."""
+        if not hasattr(self, "_token_bytes"):
+            path = self.tokenizer_path
+            self._token_bytes = token_byte_lengths(path, self.vocab_size) if path is not None else None
+        return self._token_bytes
+
+
+def token_byte_lengths(tokenizer_dir, vocab_size: int) -> np.ndarray | None:
+    """Bytes each token id decodes to (special tokens 0), for validation bits per byte.
+
+    In a byte-level BPE every character of a token's string stands for exactly one byte.
+    """
+    from pathlib import Path
+
+    from tokenizers import Tokenizer
+
+    path = Path(tokenizer_dir) / "tokenizer.json"
+    if not path.exists():
+        return None
+    tokenizer = Tokenizer.from_file(str(path))
+    special = {t.content for t in tokenizer.get_added_tokens_decoder().values() if t.special}
+    lengths = np.zeros(max(vocab_size, tokenizer.get_vocab_size()), dtype=np.int64)
+    for token, i in tokenizer.get_vocab(with_added_tokens=True).items():
+        lengths[i] = 0 if token in special else len(token)
+    return lengths
+
+
+def bits_per_byte(nll_sum: float, num_bytes: int) -> float:
+    """Bits per UTF-8 byte from summed natural-log losses over targets decoding to num_bytes bytes."""
+    return nll_sum / (math.log(2) * num_bytes) if num_bytes else float("nan")

@@ -1,0 +1,91 @@
+"""`lit-llm fit` / `lit-llm validate`: LightningCLI over LitLLM and LitDataModule.
+
+    lit-llm fit --config configs/experiments/tiny_cpu.yaml --data.path DIR --trainer.max_steps 200
+    lit-llm fit --config ... --print_config          # the fully resolved run
+    lit-llm validate --config ... --ckpt_path RUN/checkpoints/last.ckpt
+
+The vocabulary size comes from the data folder's manifest (an argument link), so it is
+never typed twice. Unless a logger is configured, metrics go to a CSV file under
+`trainer.default_root_dir` (`RUN/logs/version_N/metrics.csv`) and checkpoints to
+`RUN/checkpoints/` (every 100 steps and `last.ckpt`), so `--ckpt_path last` resumes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import CSVLogger
+
+from lit_llm.data.datamodule import LitDataModule
+from lit_llm.module import LitLLM
+
+
+class LitLLMCLI(LightningCLI):
+    """LightningCLI with the kit's links and defaults."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config.get(str(self.subcommand), self.config)
+        trainer = config.trainer
+        if trainer.logger in (None, True):
+            root = trainer.default_root_dir or "."
+            trainer.logger = {"class_path": "lightning.pytorch.loggers.CSVLogger",
+                              "init_args": {"save_dir": str(root), "name": "logs"}}
+
+    def instantiate_trainer(self, **kwargs):
+        config = self._get(self.config_init, "trainer", default={})
+        configured = config.get("callbacks") or []
+        configured = configured if isinstance(configured, list) else [configured]
+        kwargs["callbacks"] = [*configured, *default_callbacks(config)]
+        return super().instantiate_trainer(**kwargs)
+
+    def before_fit(self) -> None:
+        ckpt_path = self.config.get("fit", {}).get("ckpt_path")
+        if ckpt_path and ckpt_path not in ("last", "hpc", "best", "registry") and not Path(ckpt_path).exists():
+            from lit_llm.errors import UserError
+
+            raise UserError(f"{ckpt_path}: checkpoint not found")
+
+
+def trainer_defaults() -> dict:
+    """Step-based validation and a bounded run; callbacks are added in `LitLLMCLI.instantiate_trainer`."""
+    return {
+        "max_steps": 1000,
+        "val_check_interval": 200,
+        "check_val_every_n_epoch": None,
+        "limit_val_batches": 50,
+        "log_every_n_steps": 10,
+        "num_sanity_val_steps": 0,
+    }
+
+
+def default_callbacks(config) -> list:
+    """Checkpoints every 100 steps plus last.ckpt, and the step-aware progress bar, unless configured otherwise."""
+    from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
+
+    from lit_llm.callbacks import TrainingProgressBar
+
+    configured = config.get("callbacks") or []
+    configured = configured if isinstance(configured, list) else [configured]
+    extra = []
+    if not config.get("enable_checkpointing") is False and not any(isinstance(c, ModelCheckpoint) for c in configured):
+        root = Path(config.get("default_root_dir") or ".")
+        extra.append(ModelCheckpoint(dirpath=root / "checkpoints", every_n_train_steps=100, save_last=True, save_top_k=-1,
+                                     filename="step-{step:06d}", auto_insert_metric_name=False))
+    if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in configured):
+        extra.append(TrainingProgressBar())
+    return extra
+
+
+def run_lightning_cli(args: list[str]) -> LitLLMCLI:
+    return LitLLMCLI(
+        LitLLM, LitDataModule, args=args, trainer_defaults=trainer_defaults(),
+        save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
+        parser_kwargs={"default_env": False},
+    )
+
+
+__all__ = ["LitLLMCLI", "run_lightning_cli", "CSVLogger"]

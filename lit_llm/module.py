@@ -1,0 +1,258 @@
+"""LitLLM: the LightningModule around `GPT` — loss, optimizer groups, LR schedule, metrics, FLOPs.
+
+    from lit_llm.module import LitLLM
+    from lit_llm.model import ModelConfig
+    module = LitLLM(model=ModelConfig(n_layer=2, d_model=64), vocab_size=4096)
+    Trainer(max_steps=100).fit(module, datamodule)
+
+`vocab_size` normally arrives from the data folder's manifest through a LightningCLI link.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from torchmetrics import SumMetric
+
+from lit_llm.data.datamodule import IGNORE_INDEX, bits_per_byte
+from lit_llm.errors import UserError
+from lit_llm.model import GPT, Block, ModelConfig
+
+
+@dataclass
+class OptimizerConfig:
+    """AdamW settings; weight decay applies to matrices only (not norms, biases or embeddings)."""
+
+    lr: float = 3e-4
+    """Peak learning rate."""
+    weight_decay: float = 0.1
+    """Decoupled weight decay on 2-D weights other than the embedding."""
+    betas: tuple[float, float] = (0.9, 0.95)
+    """Adam betas."""
+    eps: float = 1e-8
+    """Adam epsilon."""
+    fused: bool | None = None
+    """Use the fused AdamW kernel (None: when all parameters are on CUDA; else foreach)."""
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate schedule, computed from the Trainer's max_steps (never from estimated_stepping_batches)."""
+
+    kind: Literal["cosine", "wsd", "constant"] = "cosine"
+    """cosine: warmup then cosine to min_lr; wsd: warmup, stable, then linear decay over decay_fraction; constant."""
+    warmup_steps: int = 100
+    """Linear warmup from 0 over this many optimizer steps."""
+    min_lr_ratio: float = 0.1
+    """Final LR as a fraction of the peak."""
+    decay_fraction: float = 0.2
+    """wsd only: fraction of total steps spent in the final decay."""
+    total_steps: int | None = None
+    """Steps the schedule spans (default: trainer.max_steps)."""
+
+
+def lr_factor(step: int, total: int, cfg: ScheduleConfig) -> float:
+    """Multiplier of the peak LR at optimizer step `step` (0-based)."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.kind == "constant":
+        return 1.0
+    if cfg.kind == "cosine":
+        progress = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    decay_start = int(total * (1 - cfg.decay_fraction))
+    if step < decay_start:
+        return 1.0
+    progress = min(1.0, (step - decay_start) / max(1, total - decay_start))
+    return 1.0 - (1 - cfg.min_lr_ratio) * progress
+
+
+class LitLLM(LightningModule):
+    """Pre-trains a GPT with next-token cross-entropy."""
+
+    def __init__(self, model: ModelConfig | None = None, vocab_size: int | None = None,
+                 optimizer: OptimizerConfig | None = None, schedule: ScheduleConfig | None = None,
+                 z_loss: float = 0.0, compile: bool = False, activation_checkpointing: bool = False) -> None:
+        """
+        Args:
+            model: Transformer shape (see ModelConfig); its vocab_size is replaced by `vocab_size` when given.
+            vocab_size: Vocabulary size, linked from the data folder's manifest by `lit-llm fit`.
+            optimizer: AdamW settings.
+            schedule: Learning-rate schedule.
+            z_loss: Weight of the z-loss (log Z)^2 that keeps the softmax normaliser near 1 (PaLM uses 1e-4).
+            compile: torch.compile each transformer block.
+            activation_checkpointing: Recompute each block's activations in backward (less memory, ~30% more compute).
+        """
+        super().__init__()
+        model = model or ModelConfig()
+        if vocab_size is not None and vocab_size != model.vocab_size:
+            model = dataclasses.replace(model, vocab_size=vocab_size, ffn_hidden=model.ffn_hidden)
+        self.model_config = model
+        self.optimizer_config = optimizer or OptimizerConfig()
+        self.schedule_config = schedule or ScheduleConfig()
+        self.z_loss, self.compile, self.activation_checkpointing = z_loss, compile, activation_checkpointing
+        self.save_hyperparameters({"model": dataclasses.asdict(model), "optimizer": dataclasses.asdict(
+            self.optimizer_config), "schedule": dataclasses.asdict(self.schedule_config), "z_loss": z_loss})
+        self.model = GPT(model)
+        self.tokens_seen = 0
+        self.last_grad_norm: torch.Tensor | None = None
+        self.val_nll, self.val_tokens, self.val_bytes, self.val_byte_nll = SumMetric(), SumMetric(), SumMetric(), SumMetric()
+        self._step_started = None
+
+    # ---- model set-up ----------------------------------------------------------------
+
+    def configure_model(self) -> None:
+        if self.activation_checkpointing:
+            from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import apply_activation_checkpointing
+
+            apply_activation_checkpointing(self.model, check_fn=lambda m: isinstance(m, Block))
+        if self.compile:
+            for block in self.model.blocks:
+                block.compile()
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        seq_len = getattr(datamodule, "seq_len", None)
+        if seq_len is not None and seq_len > self.model_config.max_seq_len:
+            raise UserError(f"data.seq_len={seq_len} exceeds model.max_seq_len={self.model_config.max_seq_len}")
+        data_vocab = getattr(datamodule, "vocab_size", None)
+        if data_vocab is not None and data_vocab != self.model_config.vocab_size:
+            raise UserError(f"{datamodule.path}: data vocabulary {data_vocab} != model vocab_size "
+                            f"{self.model_config.vocab_size} (made with another tokenizer?)")
+        self.seq_len = seq_len or self.model_config.max_seq_len
+        batch = getattr(datamodule, "batch_size", 1)
+        self.flops_per_batch = self.model.flops_per_token(self.seq_len) * batch * self.seq_len
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.model(idx)
+
+    # ---- loss ------------------------------------------------------------------------
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean"):
+        """Cross-entropy over targets that are not IGNORE_INDEX (<|pad|>), plus the optional z-loss."""
+        logits = logits.float()
+        loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX, reduction=reduction)
+        if self.z_loss and reduction == "mean":
+            valid = labels.flatten() != IGNORE_INDEX
+            log_z = torch.logsumexp(logits.flatten(0, 1)[valid], dim=-1)
+            loss = loss + self.z_loss * log_z.pow(2).mean()
+        return loss
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self.loss(self(batch["input_ids"]), batch["labels"])
+        self.tokens_seen += batch["input_ids"].numel() * self.trainer.world_size
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        self.log("train/tokens", float(self.tokens_seen), on_step=True, on_epoch=False)
+        return loss
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        self._step_started = time.perf_counter()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if self._step_started is not None:
+            elapsed = time.perf_counter() - self._step_started
+            tokens = batch["input_ids"].numel() * self.trainer.world_size
+            self.log("train/tokens_per_sec", tokens / max(elapsed, 1e-9), prog_bar=True, on_step=True, on_epoch=False)
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        norm = torch.nn.utils.get_total_norm(grads)
+        if hasattr(norm, "full_tensor"):  # DTensor under FSDP2
+            norm = norm.full_tensor()
+        self.last_grad_norm = norm
+        self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
+        self.log("train/lr", optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False)
+
+    # ---- validation ------------------------------------------------------------------
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        labels = batch["labels"]
+        nll = self.loss(self(batch["input_ids"]), labels, reduction="none").view_as(labels)
+        valid = labels != IGNORE_INDEX
+        self.val_nll.update(nll[valid].sum())
+        self.val_tokens.update(valid.sum())
+        if "target_bytes" in batch:
+            counted = valid & (batch["target_bytes"] > 0)  # special tokens have no bytes
+            self.val_byte_nll.update(nll[counted].sum())
+            self.val_bytes.update(batch["target_bytes"][counted].sum())
+
+    def on_validation_epoch_end(self) -> None:
+        tokens = self.val_tokens.compute()
+        if tokens > 0:
+            val_loss = self.val_nll.compute() / tokens
+            self.log("val/loss", val_loss, prog_bar=True, sync_dist=False)
+            self.log("val/ppl", torch.exp(val_loss), sync_dist=False)
+            num_bytes = int(self.val_bytes.compute())
+            if num_bytes:
+                self.log("val/bpb", bits_per_byte(float(self.val_byte_nll.compute()), num_bytes), prog_bar=True)
+        for metric in (self.val_nll, self.val_tokens, self.val_bytes, self.val_byte_nll):
+            metric.reset()
+
+    # ---- optimizer -------------------------------------------------------------------
+
+    def parameter_groups(self) -> list[dict]:
+        """Weight decay on 2-D weights except the embedding; none on norms, biases and embeddings."""
+        decay, no_decay, seen = [], [], set()
+        embedding = self.model.embed.weight
+        for name, param in self.model.named_parameters():
+            if not param.requires_grad or id(param) in seen:
+                continue
+            seen.add(id(param))
+            (decay if param.dim() >= 2 and param is not embedding else no_decay).append(param)
+        return [{"params": decay, "weight_decay": self.optimizer_config.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0}]
+
+    def configure_optimizers(self):
+        cfg = self.optimizer_config
+        fused = cfg.fused
+        if fused is None:
+            fused = all(p.is_cuda for p in self.parameters())
+        optimizer = torch.optim.AdamW(self.parameter_groups(), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
+                                      fused=fused or None, foreach=None if fused else True)
+        total = self.schedule_config.total_steps or self.trainer.max_steps
+        if total is None or total < 1:
+            raise UserError("set trainer.max_steps (or model.schedule.total_steps): the LR schedule needs a length")
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total, self.schedule_config))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ---- checkpoints: what Lightning leaves out --------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["lit_llm"] = {"tokens_seen": self.tokens_seen, "model_config": dataclasses.asdict(self.model_config),
+                                 "rng": capture_rng_state()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        extra = checkpoint.get("lit_llm", {})
+        saved = extra.get("model_config")
+        if saved is not None and saved != dataclasses.asdict(self.model_config):
+            diff = {k: (v, getattr(self.model_config, k)) for k, v in saved.items()
+                    if getattr(self.model_config, k, None) != v}
+            raise UserError(f"checkpoint is from another model config (checkpoint vs now: {diff})")
+        self.tokens_seen = int(extra.get("tokens_seen", 0))
+        if "rng" in extra:
+            restore_rng_state(extra["rng"])
+
+
+def capture_rng_state() -> dict:
+    """python, numpy, torch CPU and CUDA generator states."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
