@@ -2,7 +2,7 @@
 
     from lit_llm.module import LitLLM
     from lit_llm.model import ModelConfig
-    module = LitLLM(model=ModelConfig(n_layer=2, d_model=64), vocab_size=4096)
+    module = LitLLM(arch=ModelConfig(n_layer=2, d_model=64), vocab_size=4096)
     Trainer(max_steps=100).fit(module, datamodule)
 
 `vocab_size` normally arrives from the data folder's manifest through a LightningCLI link.
@@ -79,12 +79,12 @@ def lr_factor(step: int, total: int, cfg: ScheduleConfig) -> float:
 class LitLLM(LightningModule):
     """Pre-trains a GPT with next-token cross-entropy."""
 
-    def __init__(self, model: ModelConfig | None = None, vocab_size: int | None = None,
+    def __init__(self, arch: ModelConfig | None = None, vocab_size: int | None = None,
                  optimizer: OptimizerConfig | None = None, schedule: ScheduleConfig | None = None,
                  z_loss: float = 0.0, compile: bool = False, activation_checkpointing: bool = False) -> None:
         """
         Args:
-            model: Transformer shape (see ModelConfig); its vocab_size is replaced by `vocab_size` when given.
+            arch: Transformer architecture (a ModelConfig; presets in configs/model/); its vocab_size is replaced by `vocab_size` when given.
             vocab_size: Vocabulary size, linked from the data folder's manifest by `lit-llm fit`.
             optimizer: AdamW settings.
             schedule: Learning-rate schedule.
@@ -93,20 +93,21 @@ class LitLLM(LightningModule):
             activation_checkpointing: Recompute each block's activations in backward (less memory, ~30% more compute).
         """
         super().__init__()
-        model = model or ModelConfig()
-        if vocab_size is not None and vocab_size != model.vocab_size:
-            model = dataclasses.replace(model, vocab_size=vocab_size, ffn_hidden=model.ffn_hidden)
-        self.model_config = model
+        arch = arch or ModelConfig()
+        if vocab_size is not None and vocab_size != arch.vocab_size:
+            arch = dataclasses.replace(arch, vocab_size=vocab_size, ffn_hidden=arch.ffn_hidden)
+        self.model_config = arch
         self.optimizer_config = optimizer or OptimizerConfig()
         self.schedule_config = schedule or ScheduleConfig()
         self.z_loss, self.compile, self.activation_checkpointing = z_loss, compile, activation_checkpointing
-        self.save_hyperparameters({"model": dataclasses.asdict(model), "optimizer": dataclasses.asdict(
+        self.save_hyperparameters({"arch": dataclasses.asdict(arch), "optimizer": dataclasses.asdict(
             self.optimizer_config), "schedule": dataclasses.asdict(self.schedule_config), "z_loss": z_loss})
-        self.model = GPT(model)
+        self.model = GPT(arch)
         self.tokens_seen = 0
         self.last_grad_norm: torch.Tensor | None = None
         self.val_nll, self.val_tokens, self.val_bytes, self.val_byte_nll = SumMetric(), SumMetric(), SumMetric(), SumMetric()
         self._step_started = None
+        self._pending_rng: dict | None = None
 
     # ---- model set-up ----------------------------------------------------------------
 
@@ -155,6 +156,9 @@ class LitLLM(LightningModule):
         return loss
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        if self._pending_rng is not None:
+            restore_rng_state(self._pending_rng)
+            self._pending_rng = None
         self._step_started = time.perf_counter()
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
@@ -238,21 +242,33 @@ class LitLLM(LightningModule):
                     if getattr(self.model_config, k, None) != v}
             raise UserError(f"checkpoint is from another model config (checkpoint vs now: {diff})")
         self.tokens_seen = int(extra.get("tokens_seen", 0))
-        if "rng" in extra:
-            restore_rng_state(extra["rng"])
+        # Applied at the first training batch, not now: between loading and that batch Lightning
+        # creates the DataLoader iterator, which draws from the torch RNG; the uninterrupted run
+        # drew that number long before the checkpoint.
+        self._pending_rng = extra.get("rng")
 
 
 def capture_rng_state() -> dict:
-    """python, numpy, torch CPU and CUDA generator states."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """python, numpy, torch CPU and CUDA generator states, as tensors and plain types (weights_only-safe)."""
+    version, internal, gauss = random.getstate()
+    np_state = np.random.get_state(legacy=False)
+    state = {
+        "python": {"version": version, "state": torch.tensor(internal, dtype=torch.int64), "gauss": gauss},
+        "numpy": {"key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)), "pos": np_state["state"]["pos"],
+                  "has_gauss": np_state["has_gauss"], "gauss": np_state["gauss"]},
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def restore_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    py = state["python"]
+    random.setstate((py["version"], tuple(int(x) for x in py["state"].tolist()), py["gauss"]))
+    npy = state["numpy"]
+    np.random.set_state({"bit_generator": "MT19937", "state": {"key": npy["key"].numpy().astype(np.uint32),
+                         "pos": npy["pos"]}, "has_gauss": npy["has_gauss"], "gauss": npy["gauss"]})
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
