@@ -28,14 +28,13 @@ WIKITEXT = DATA / "wikitext2" / "valid.txt"
 STDLIB = sysconfig.get_paths()["stdlib"]
 
 
-def train_once(vocab: int, out: Path) -> dict:
+def train_once(vocab: int, out: Path, max_chars: int | None) -> dict:
     """Runs inside the subprocess: train, then report time and this process' peak RSS."""
     from lit_llm.tokenizer import train_tokenizer
 
     start = time.perf_counter()
-    tok = train_tokenizer(
-        [str(SHAKESPEARE), f"code:{STDLIB}"], out, vocab_size=vocab, overwrite=True, progress=False
-    )
+    inputs = [str(SHAKESPEARE), f"code:{STDLIB}"]
+    tok = train_tokenizer(inputs, out, vocab_size=vocab, max_chars=max_chars, overwrite=True, progress=False)
     seconds = time.perf_counter() - start
     report = tok.report
     return {
@@ -93,14 +92,28 @@ def throughput(folder: Path) -> dict:
     return figures | best_rates(fns, nbytes)
 
 
+def run_child(vocab: int, max_chars: int | None, out: Path, env: dict) -> dict:
+    cmd = [sys.executable, __file__, "--out", str(out), "--_child", str(vocab)]
+    cmd += ["--_max_chars", str(max_chars)] if max_chars else []
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if result.returncode:
+        sys.exit(f"training run failed:\n{result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vocab", type=int, nargs="+", default=[8000, 32000])
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench_tokenizer"))
+    parser.add_argument(
+        "--scaling_chars", type=int, default=8_000_000, help="also train vocab[0] on this many chars"
+    )
     parser.add_argument("--_child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--_max_chars", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._child:
-        print(json.dumps(train_once(args._child, args.out / f"v{args._child}")))
+        out = args.out / f"v{args._child}-{args._max_chars or 'all'}"
+        print(json.dumps(train_once(args._child, out, args._max_chars)))
         return
     if not SHAKESPEARE.exists():
         sys.exit(f"missing {SHAKESPEARE}: this benchmark needs ../shared/data")
@@ -108,12 +121,20 @@ def main() -> None:
     print(f"corpus: {SHAKESPEARE} + code:{STDLIB}   cpus: {os.cpu_count()}")
     rows = []
     for vocab in args.vocab:
-        cmd = [sys.executable, __file__, "--out", str(args.out), "--_child", str(vocab)]
-        result = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
-        row = json.loads(result.stdout.strip().splitlines()[-1])
-        row.update(throughput(args.out / f"v{vocab}"))
+        row = run_child(vocab, None, args.out, env)
+        row.update(throughput(args.out / f"v{vocab}-all"))
         rows.append(row)
         print(json.dumps(row))
+    again = run_child(args.vocab[0], None, args.out, env)
+    same = "identical" if again["sha256"] == rows[0]["sha256"] else "DIFFERENT"
+    print(f"determinism: a second process at vocab {args.vocab[0]} wrote a {same} tokenizer.json")
+    if args.scaling_chars:  # peak RSS against corpus size: the trainer streams, so it should barely move
+        row = run_child(args.vocab[0], args.scaling_chars, args.out, env)
+        print(json.dumps(row))
+        print(
+            f"peak RSS at vocab {args.vocab[0]}: {row['chars_trained']:,} chars -> {row['peak_rss_mb']} MB; "
+            f"{rows[0]['chars_trained']:,} chars -> {rows[0]['peak_rss_mb']} MB"
+        )
     print()
     print(
         "| vocab | train s | peak RSS MB | bytes/token held-out | bytes/token wikitext2 | encode MB/s single kit / raw (ratio) | batched kit / raw fast (ratio) | raw batch w/ offsets |"

@@ -321,8 +321,9 @@ def train_tokenizer(
 ) -> Tokenizer:
     """Train a byte-level BPE on `inputs` and write it to the folder `output`; return it loaded.
 
-    Arguments are those of `train_command`; `inputs` may also hold `SourceSpec`s. The report
-    (also in `output/report.json`) is printed and available as `Tokenizer.report`.
+    Arguments are those of `train_command`; `inputs` may also hold `SourceSpec`s (their mixture
+    weights do not apply here: the trainer counts every source's text once). The report (also in
+    `output/report.json`) is printed and available as `Tokenizer.report`.
     """
     started = time.perf_counter()
     output = Path(output)

@@ -382,3 +382,18 @@ def test_hf_streaming_code_path_with_a_local_iterable(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", no_network)
     with pytest.raises(UserError, match="hf source user/corpus: cannot open.*no network"):
         read(SourceSpec(["user/corpus"], kind="hf"))
+
+
+def test_recipe_yaml_parses_into_source_specs():
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser()
+    parser.add_argument("--sources", type=list[SourceSpec])
+    cfg = parser.parse_string(
+        "sources:\n  - {paths: [web/*.jsonl.zst], weight: 2.0}\n  - {paths: [src], kind: code}\n"
+    )
+    specs = [SourceSpec(**vars(ns)) for ns in cfg.sources]
+    assert [(s.name, s.kind, s.weight, s.filter_set) for s in specs] == [
+        ("web", "auto", 2.0, "prose"),
+        ("src", "code", 1.0, "code"),
+    ]
