@@ -205,10 +205,7 @@ def _skip_dir(name: str, code_tree: bool) -> bool:
 
 
 def _has_ext(path: Path, extensions: Iterable[str] | None) -> bool:
-    if extensions is None:
-        return True
-    name = path.name.lower()
-    return any(name.endswith(ext.lower()) for ext in extensions)
+    return extensions is None or any(path.name.lower().endswith(ext.lower()) for ext in extensions)
 
 
 def _walk(root: Path, extensions, code_tree: bool, stats: ReadStats | None) -> list[Path]:
@@ -254,10 +251,8 @@ def _resolve_with_roots(paths, extensions, code_tree=False, stats=None) -> list[
 
 
 def _ext_hint(extensions) -> str:
-    if extensions is None:
-        return ""
-    shown = ", ".join(list(extensions)[:8]) + (", ..." if len(extensions) > 8 else "")
-    return f" (extensions: {shown})"
+    shown = sorted(extensions or ())[:10] + (["..."] if len(extensions or ()) > 10 else [])
+    return f" (extensions: {', '.join(shown)})" if extensions is not None else ""
 
 
 def resolve_files(paths, extensions=None, *, code_tree: bool = False) -> list[Path]:
@@ -495,8 +490,6 @@ def _read_warc(path: Path, spec: SourceSpec, stats: ReadStats, wet: bool) -> Ite
 
 def _read_hf(spec: SourceSpec, stats: ReadStats, task_index: int, num_tasks: int) -> Iterator[Document]:
     """Stream a hub data set with `datasets` (hf_transfer on when installed); offline is a UserError."""
-    import importlib.util
-
     name = spec.paths[0]
     offline = [v for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE") if os.environ.get(v, "").lower() in TRUE]
     if offline:
@@ -504,8 +497,7 @@ def _read_hf(spec: SourceSpec, stats: ReadStats, task_index: int, num_tasks: int
             f"hf source {name}: streaming needs the Hugging Face Hub but {offline[0]}=1 (offline); "
             "unset it, or download the data set and use it as jsonl/parquet files"
         )
-    if importlib.util.find_spec("hf_transfer") is not None:
-        os.environ.setdefault("HF_HUB_ENABLE_HF_TRANSFER", "1")
+    _enable_hf_transfer()
     from datasets import load_dataset
     from datasets.distributed import split_dataset_by_node
 
@@ -528,6 +520,19 @@ def _read_hf(spec: SourceSpec, stats: ReadStats, task_index: int, num_tasks: int
         doc = _emit(normalize_text(text), spec, where, {"dataset": name, "index": i}, stats)
         if doc is not None:
             yield doc
+
+
+def _enable_hf_transfer() -> None:
+    """Turn on hf_transfer when installed and used: huggingface_hub >= 1.0 downloads through Xet and
+    only warns about HF_HUB_ENABLE_HF_TRANSFER, so it is set for older versions only."""
+    import importlib.util
+
+    import huggingface_hub
+
+    if int(huggingface_hub.__version__.split(".")[0]) >= 1 or importlib.util.find_spec("hf_transfer") is None:
+        return
+    os.environ.setdefault("HF_HUB_ENABLE_HF_TRANSFER", "1")
+    huggingface_hub.constants.HF_HUB_ENABLE_HF_TRANSFER = os.environ["HF_HUB_ENABLE_HF_TRANSFER"] in TRUE
 
 
 def _is_network_error(err: BaseException) -> bool:
