@@ -23,7 +23,7 @@ Design:
   document cannot fake a boundary; pass `allow_special=True` to map literals to their ids.
   (`transformers.AutoTokenizer` keeps its own default and maps literals to special ids.)
   Training checks that no merge rebuilds a special token from plain text.
-- Streaming: documents are cut into line-aligned blocks of at most 64K characters and fed
+- Streaming: documents are cut into line-aligned blocks of at most 4K characters and fed
   to `train_from_iterator` from a generator, so memory holds the word counts, not the corpus.
   `max_chars` keeps a deterministic, evenly spread sample of blocks (a hash of document id
   and block index against a rate estimated from file sizes), and a hash-chosen 1% of blocks
@@ -61,7 +61,7 @@ PATTERNS = {
         r"""|\s*[\r\n]+|\s+(?!\S)|\s+"""
     ),
 }
-BLOCK_CHARS = 65_536  # documents reach the trainer in line-aligned blocks of at most this many characters
+BLOCK_CHARS = 4096  # documents reach the trainer in line-aligned blocks of at most this many characters
 HELD_OUT_MAX_CHARS = 2_000_000  # the held-out sample kept in memory for bytes/token
 # Characters per byte on disk, to estimate a corpus' size from its files for `max_chars` sampling.
 _SIZE_FACTORS = {".gz": 4.0, ".zst": 4.0, ".parquet": 3.0}
