@@ -100,8 +100,9 @@ class LitLLM(LightningModule):
         self.optimizer_config = optimizer or OptimizerConfig()
         self.schedule_config = schedule or ScheduleConfig()
         self.z_loss, self.compile, self.activation_checkpointing = z_loss, compile, activation_checkpointing
-        self.save_hyperparameters({"arch": dataclasses.asdict(arch), "optimizer": dataclasses.asdict(
-            self.optimizer_config), "schedule": dataclasses.asdict(self.schedule_config), "z_loss": z_loss})
+        # No save_hyperparameters(): LightningCLI would silently replace the command line's model
+        # config with the checkpoint's on resume. The config is stored in on_save_checkpoint and a
+        # mismatch is refused in on_load_checkpoint.
         self.model = GPT(arch)
         self.tokens_seen = 0
         self.last_grad_norm: torch.Tensor | None = None
