@@ -28,6 +28,17 @@ WIKITEXT = DATA / "wikitext2" / "valid.txt"
 STDLIB = sysconfig.get_paths()["stdlib"]
 
 
+def peak_rss_mb() -> float:
+    """This process' peak RSS. VmHWM, because Linux carries ru_maxrss across fork+exec, so a child
+    of a big parent would report the parent's size."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def train_once(vocab: int, out: Path, max_chars: int | None) -> dict:
     """Runs inside the subprocess: train, then report time and this process' peak RSS."""
     from lit_llm.tokenizer import train_tokenizer
@@ -40,7 +51,7 @@ def train_once(vocab: int, out: Path, max_chars: int | None) -> dict:
     return {
         "vocab": tok.vocab_size,
         "seconds": round(seconds, 2),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": peak_rss_mb(),
         "chars_trained": report["chars_trained"],
         "bytes_per_token_heldout": report["bytes_per_token"],
         "heldout_bytes": report["bytes_per_token_sample"]["bytes"],
@@ -55,7 +66,7 @@ def encode_documents() -> list[str]:
     return docs + [p.read_text(encoding="utf-8", errors="replace") for p in py]
 
 
-def best_rates(fns: dict, nbytes: int, rounds: int = 3) -> dict:
+def best_rates(fns: dict, nbytes: int, rounds: int = 5) -> dict:
     """MB/s of each function, best of `rounds`, the functions interleaved so that load on the
     machine hits them alike (the first round also warms each tokenizer's BPE cache)."""
     best = dict.fromkeys(fns, float("inf"))
