@@ -229,6 +229,16 @@ def _blocks(text: str, size: int = BLOCK_CHARS) -> Iterator[str]:
         start = end
 
 
+def _doc_key(doc) -> str:
+    """A document's id without the folder its files sit in, so that sampling and the held-out
+    split (and so tokenizer.json) do not change when the same corpus is given by another path."""
+    if "relpath" in doc.meta:
+        return doc.meta["relpath"]
+    if "path" in doc.meta:
+        return doc.id.replace(str(Path(doc.meta["path"]).parent), "", 1)
+    return doc.id
+
+
 def _unit(key: str) -> tuple[float, float]:
     """Two independent uniform numbers in [0, 1) from a key: (held-out draw, sample draw)."""
     digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest()
@@ -279,7 +289,7 @@ class _Feed:
                 for doc in iter_documents(spec, self.stats, strict=self.strict):
                     bar.update(len(doc.text))
                     for k, block in enumerate(_blocks(doc.text)):
-                        if self._keep(f"{doc.source}\0{doc.id}\0{k}", block):
+                        if self._keep(f"{doc.source}\0{_doc_key(doc)}\0{k}", block):
                             yield block
                         if self.max_chars is not None and self.chars_trained >= self.max_chars:
                             return

@@ -129,6 +129,20 @@ def test_training_is_deterministic(corpus, tmp_path):
         assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes()
 
 
+def test_same_corpus_by_another_path_gives_the_same_tokenizer(corpus, tmp_path, monkeypatch):
+    kwargs = {"vocab_size": 350, "held_out_fraction": 0.3, "progress": False}
+    a = train_tokenizer([str(corpus / "prose")], tmp_path / "a", **kwargs)
+    assert a.report["bytes_per_token_sample"]["held_out"]  # the held-out draw depends on document ids
+    moved = tmp_path / "elsewhere" / "prose"
+    moved.parent.mkdir()
+    moved.symlink_to(corpus / "prose")
+    monkeypatch.chdir(tmp_path)
+    train_tokenizer(["elsewhere/prose"], tmp_path / "b", **kwargs)
+    assert (tmp_path / "a" / "tokenizer.json").read_bytes() == (
+        tmp_path / "b" / "tokenizer.json"
+    ).read_bytes()
+
+
 def test_patterns_gpt2_and_gpt4_digits():
     def pieces(pattern, text):
         return [p for p, _ in build_tokenizer(pattern).pre_tokenizer.pre_tokenize_str(text)]
