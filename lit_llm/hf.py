@@ -33,8 +33,11 @@ _BLOCK_NAMES = {
     "blocks.{i}.mlp.up_proj.weight": "model.layers.{i}.mlp.up_proj.weight",
     "blocks.{i}.mlp.down_proj.weight": "model.layers.{i}.mlp.down_proj.weight",
 }
-_TOP_NAMES = {"embed.weight": "model.embed_tokens.weight", "norm.weight": "model.norm.weight",
-              "lm_head.weight": "lm_head.weight"}
+_TOP_NAMES = {
+    "embed.weight": "model.embed_tokens.weight",
+    "norm.weight": "model.norm.weight",
+    "lm_head.weight": "lm_head.weight",
+}
 _VOCAB_ROWS = ("embed.weight", "lm_head.weight")
 
 
@@ -51,13 +54,23 @@ def hf_config(config: ModelConfig, **extra):
     from transformers import LlamaConfig
 
     hf = LlamaConfig(
-        vocab_size=config.vocab_size, hidden_size=config.d_model, intermediate_size=config.ffn_hidden,
-        num_hidden_layers=config.n_layer, num_attention_heads=config.n_head,
-        num_key_value_heads=config.n_kv_head, head_dim=config.head_size, hidden_act="silu",
-        max_position_embeddings=config.max_seq_len, rms_norm_eps=config.norm_eps,
-        initializer_range=config.init_std, tie_word_embeddings=config.tie_embeddings,
-        attention_bias=False, mlp_bias=False, attention_dropout=config.dropout,
-        rope_theta=config.rope_theta, **extra,
+        vocab_size=config.vocab_size,
+        hidden_size=config.d_model,
+        intermediate_size=config.ffn_hidden,
+        num_hidden_layers=config.n_layer,
+        num_attention_heads=config.n_head,
+        num_key_value_heads=config.n_kv_head,
+        head_dim=config.head_size,
+        hidden_act="silu",
+        max_position_embeddings=config.max_seq_len,
+        rms_norm_eps=config.norm_eps,
+        initializer_range=config.init_std,
+        tie_word_embeddings=config.tie_embeddings,
+        attention_bias=False,
+        mlp_bias=False,
+        attention_dropout=config.dropout,
+        rope_theta=config.rope_theta,
+        **extra,
     )
     hf.rope_theta = config.rope_theta  # newer transformers keep it in rope_parameters; older read this
     return hf
@@ -77,11 +90,18 @@ def model_config_from_hf(hf) -> ModelConfig:
     if rope_theta is None:
         rope_theta = (getattr(hf, "rope_parameters", None) or {}).get("rope_theta", 10000.0)
     return ModelConfig(
-        vocab_size=hf.vocab_size, n_layer=hf.num_hidden_layers, n_head=hf.num_attention_heads,
-        n_kv_head=hf.num_key_value_heads or hf.num_attention_heads, d_model=hf.hidden_size,
-        max_seq_len=hf.max_position_embeddings, ffn_hidden=hf.intermediate_size, rope_theta=float(rope_theta),
-        norm_eps=hf.rms_norm_eps, tie_embeddings=bool(hf.tie_word_embeddings),
-        dropout=float(getattr(hf, "attention_dropout", 0.0) or 0.0), init_std=hf.initializer_range,
+        vocab_size=hf.vocab_size,
+        n_layer=hf.num_hidden_layers,
+        n_head=hf.num_attention_heads,
+        n_kv_head=hf.num_key_value_heads or hf.num_attention_heads,
+        d_model=hf.hidden_size,
+        max_seq_len=hf.max_position_embeddings,
+        ffn_hidden=hf.intermediate_size,
+        rope_theta=float(rope_theta),
+        norm_eps=hf.rms_norm_eps,
+        tie_embeddings=bool(hf.tie_word_embeddings),
+        dropout=float(getattr(hf, "attention_dropout", 0.0) or 0.0),
+        init_std=hf.initializer_range,
     )
 
 
@@ -121,7 +141,9 @@ def from_hf(llama) -> GPT:
             raise KeyError(f"{hf_name} missing from the Hugging Face state dict")
         tensor = hf_state[hf_name].detach().float()
         if name in _VOCAB_ROWS:
-            tensor = torch.cat([tensor, tensor.new_zeros(config.padded_vocab_size - tensor.shape[0], tensor.shape[1])])
+            tensor = torch.cat(
+                [tensor, tensor.new_zeros(config.padded_vocab_size - tensor.shape[0], tensor.shape[1])]
+            )
         state[name] = tensor
     if config.tie_embeddings:
         state["lm_head.weight"] = state["embed.weight"]
@@ -129,12 +151,20 @@ def from_hf(llama) -> GPT:
     return gpt
 
 
-def save_hf(gpt: GPT, out_dir: str | Path, tokenizer_dir: str | Path | None = None,
-            eos_id: int | None = None, pad_id: int | None = None) -> Path:
+def save_hf(
+    gpt: GPT,
+    out_dir: str | Path,
+    tokenizer_dir: str | Path | None = None,
+    eos_id: int | None = None,
+    pad_id: int | None = None,
+) -> Path:
     """Write `gpt` as a Hugging Face folder (config.json + model.safetensors [+ tokenizer files])."""
     out_dir = Path(out_dir)
-    extra = {k: v for k, v in {"eos_token_id": eos_id, "bos_token_id": eos_id, "pad_token_id": pad_id}.items()
-             if v is not None}
+    extra = {
+        k: v
+        for k, v in {"eos_token_id": eos_id, "bos_token_id": eos_id, "pad_token_id": pad_id}.items()
+        if v is not None
+    }
     llama = to_hf(gpt, **extra)
     out_dir.mkdir(parents=True, exist_ok=True)
     llama.save_pretrained(out_dir, safe_serialization=True)

@@ -32,8 +32,10 @@ class LitLLMCLI(LightningCLI):
         trainer = config.trainer
         if trainer.logger in (None, True):
             root = trainer.default_root_dir or "."
-            trainer.logger = {"class_path": "lightning.pytorch.loggers.CSVLogger",
-                              "init_args": {"save_dir": str(root), "name": "logs"}}
+            trainer.logger = {
+                "class_path": "lightning.pytorch.loggers.CSVLogger",
+                "init_args": {"save_dir": str(root), "name": "logs"},
+            }
 
     def instantiate_trainer(self, **kwargs):
         config = self._get(self.config_init, "trainer", default={})
@@ -44,7 +46,11 @@ class LitLLMCLI(LightningCLI):
 
     def before_fit(self) -> None:
         ckpt_path = self.config.get("fit", {}).get("ckpt_path")
-        if ckpt_path and ckpt_path not in ("last", "hpc", "best", "registry") and not Path(ckpt_path).exists():
+        if (
+            ckpt_path
+            and ckpt_path not in ("last", "hpc", "best", "registry")
+            and not Path(ckpt_path).exists()
+        ):
             from lit_llm.errors import UserError
 
             raise UserError(f"{ckpt_path}: checkpoint not found")
@@ -71,19 +77,35 @@ def default_callbacks(config) -> list:
     configured = config.get("callbacks") or []
     configured = configured if isinstance(configured, list) else [configured]
     extra = []
-    if not config.get("enable_checkpointing") is False and not any(isinstance(c, ModelCheckpoint) for c in configured):
+    if config.get("enable_checkpointing") is not False and not any(
+        isinstance(c, ModelCheckpoint) for c in configured
+    ):
         root = Path(config.get("default_root_dir") or ".")
-        extra.append(ModelCheckpoint(dirpath=root / "checkpoints", every_n_train_steps=100, save_last=True, save_top_k=-1,
-                                     filename="step-{step:06d}", auto_insert_metric_name=False))
-    if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in configured):
+        extra.append(
+            ModelCheckpoint(
+                dirpath=root / "checkpoints",
+                every_n_train_steps=100,
+                save_last=True,
+                save_top_k=-1,
+                filename="step-{step:06d}",
+                auto_insert_metric_name=False,
+            )
+        )
+    if config.get("enable_progress_bar") is not False and not any(
+        isinstance(c, ProgressBar) for c in configured
+    ):
         extra.append(TrainingProgressBar())
     return extra
 
 
 def run_lightning_cli(args: list[str]) -> LitLLMCLI:
     return LitLLMCLI(
-        LitLLM, LitDataModule, args=args, trainer_defaults=trainer_defaults(),
-        save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
+        LitLLM,
+        LitDataModule,
+        args=args,
+        trainer_defaults=trainer_defaults(),
+        save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,
         parser_kwargs={"default_env": False},
     )
 

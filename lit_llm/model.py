@@ -55,15 +55,27 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.n_kv_head is None:
             self.n_kv_head = self.n_head
-        for name in ("vocab_size", "n_layer", "n_head", "n_kv_head", "d_model", "max_seq_len", "pad_vocab_multiple"):
+        for name in (
+            "vocab_size",
+            "n_layer",
+            "n_head",
+            "n_kv_head",
+            "d_model",
+            "max_seq_len",
+            "pad_vocab_multiple",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"ModelConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.d_model % self.n_head:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_head={self.n_head}")
         if self.n_head % self.n_kv_head:
-            raise ValueError(f"n_kv_head={self.n_kv_head} must divide n_head={self.n_head} (1 = MQA, n_head = MHA)")
+            raise ValueError(
+                f"n_kv_head={self.n_kv_head} must divide n_head={self.n_head} (1 = MQA, n_head = MHA)"
+            )
         if (self.d_model // self.n_head) % 2:
-            raise ValueError(f"head size d_model/n_head={self.d_model // self.n_head} must be even for rotary embeddings")
+            raise ValueError(
+                f"head size d_model/n_head={self.d_model // self.n_head} must be even for rotary embeddings"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.ffn_hidden is None:
@@ -118,8 +130,14 @@ class KVCache:
     `GPT.forward(idx, cache=cache)` appends the new positions and advances `pos`.
     """
 
-    def __init__(self, config: ModelConfig, batch_size: int, max_len: int | None = None,
-                 device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self,
+        config: ModelConfig,
+        batch_size: int,
+        max_len: int | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
         self.max_len = max_len or config.max_seq_len
         if self.max_len > config.max_seq_len:
             raise ValueError(f"KV cache length {self.max_len} exceeds max_seq_len={config.max_seq_len}")
@@ -133,8 +151,8 @@ class KVCache:
         end = self.pos + k.shape[2]
         if end > self.max_len:
             raise ValueError(f"KV cache overflow: position {end} > cache length {self.max_len}")
-        self.keys[layer][:, :, self.pos:end] = k
-        self.values[layer][:, :, self.pos:end] = v
+        self.keys[layer][:, :, self.pos : end] = k
+        self.values[layer][:, :, self.pos : end] = v
         return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
 
 
@@ -151,7 +169,9 @@ class CausalSelfAttention(nn.Module):
         self.v_proj = nn.Linear(config.d_model, config.n_kv_head * config.head_size, bias=False)
         self.o_proj = nn.Linear(config.n_head * config.head_size, config.d_model, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None
+    ) -> torch.Tensor:
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
         k = self.k_proj(x).view(B, T, self.n_kv_head, self.head_size).transpose(1, 2)  # (B, n_kv, T, hs)
@@ -160,8 +180,11 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:
             k, v = cache.append(self.layer, k, v)  # (B, n_kv, T_past + T, hs)
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=causal_mask(T, k.shape[2], x.device),
-            is_causal=T == k.shape[2] and T > 1,
+            q,
+            k,
+            v,
+            attn_mask=causal_mask(T, k.shape[2], x.device),
+            is_causal=k.shape[2] == T and T > 1,
             dropout_p=self.dropout if self.training else 0.0,
             enable_gqa=self.n_kv_head != self.n_head,
         )  # (B, nh, T, hs)
@@ -200,7 +223,9 @@ class Block(nn.Module):
         self.mlp = SwiGLU(config)
         self.drop = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None = None
+    ) -> torch.Tensor:
         x = x + self.drop(self.attn(self.attn_norm(x), cos, sin, cache))
         return x + self.drop(self.mlp(self.mlp_norm(x)))
 
@@ -241,8 +266,8 @@ class GPT(nn.Module):
             elif isinstance(module, RMSNorm):
                 nn.init.ones_(module.weight)
         with torch.no_grad():
-            self.embed.weight[self.config.vocab_size:].zero_()
-            self.lm_head.weight[self.config.vocab_size:].zero_()
+            self.embed.weight[self.config.vocab_size :].zero_()
+            self.lm_head.weight[self.config.vocab_size :].zero_()
         rope = rope_tables(self.config.head_size, self.config.max_seq_len, self.config.rope_theta)
         self.rope_cos, self.rope_sin = (t.to(self.rope_cos.device) for t in rope)
 
@@ -252,7 +277,7 @@ class GPT(nn.Module):
         start = cache.pos if cache is not None else 0
         if start + T > self.config.max_seq_len:
             raise ValueError(f"sequence of {start + T} tokens exceeds max_seq_len={self.config.max_seq_len}")
-        cos, sin = self.rope_cos[start:start + T], self.rope_sin[start:start + T]  # (T, hs)
+        cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]  # (T, hs)
         x = self.embed(idx)  # (B, T, d)
         for block in self.blocks:
             x = block(x, cos, sin, cache)
@@ -288,9 +313,17 @@ class GPT(nn.Module):
     # ---- generation ------------------------------------------------------------------
 
     @torch.no_grad()
-    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-                 top_p: float | None = None, stop_tokens: int | list[int] | None = None, seed: int | None = None,
-                 use_cache: bool = True) -> torch.Tensor:
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        stop_tokens: int | list[int] | None = None,
+        seed: int | None = None,
+        use_cache: bool = True,
+    ) -> torch.Tensor:
         """Extend idx (B, T) or (T,) by up to max_new_tokens; returns the prompt plus new tokens.
 
         temperature 0 is greedy. A row that emits a stop token keeps emitting it; generation
@@ -300,12 +333,23 @@ class GPT(nn.Module):
         squeeze = idx.dim() == 1
         idx = idx.unsqueeze(0) if squeeze else idx
         max_new_tokens = min(max_new_tokens, self.config.max_seq_len - idx.shape[1])
-        stops = torch.tensor([stop_tokens] if isinstance(stop_tokens, int) else (stop_tokens or []), device=idx.device)
+        stops = torch.tensor(
+            [stop_tokens] if isinstance(stop_tokens, int) else (stop_tokens or []), device=idx.device
+        )
         generator = None
         if seed is not None:
             generator = torch.Generator(device=idx.device).manual_seed(seed)
-        cache = KVCache(self.config, idx.shape[0], idx.shape[1] + max_new_tokens, idx.device,
-                        self.lm_head.weight.dtype) if use_cache else None
+        cache = (
+            KVCache(
+                self.config,
+                idx.shape[0],
+                idx.shape[1] + max_new_tokens,
+                idx.device,
+                self.lm_head.weight.dtype,
+            )
+            if use_cache
+            else None
+        )
         done = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
         out, step_input = idx, idx
         for _ in range(max(max_new_tokens, 0)):
@@ -321,8 +365,13 @@ class GPT(nn.Module):
         return out[0] if squeeze else out
 
 
-def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_next(
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Pick one token per row of logits (B, V): greedy at temperature 0, else top-k / nucleus sampling."""
     if temperature <= 0:
         return logits.argmax(dim=-1)
@@ -340,4 +389,13 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
-__all__ = ["GPT", "ModelConfig", "KVCache", "RMSNorm", "Block", "CausalSelfAttention", "SwiGLU", "sample_next"]
+__all__ = [
+    "GPT",
+    "ModelConfig",
+    "KVCache",
+    "RMSNorm",
+    "Block",
+    "CausalSelfAttention",
+    "SwiGLU",
+    "sample_next",
+]

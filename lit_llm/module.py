@@ -79,9 +79,16 @@ def lr_factor(step: int, total: int, cfg: ScheduleConfig) -> float:
 class LitLLM(LightningModule):
     """Pre-trains a GPT with next-token cross-entropy."""
 
-    def __init__(self, arch: ModelConfig | None = None, vocab_size: int | None = None,
-                 optimizer: OptimizerConfig | None = None, schedule: ScheduleConfig | None = None,
-                 z_loss: float = 0.0, compile: bool = False, activation_checkpointing: bool = False) -> None:
+    def __init__(
+        self,
+        arch: ModelConfig | None = None,
+        vocab_size: int | None = None,
+        optimizer: OptimizerConfig | None = None,
+        schedule: ScheduleConfig | None = None,
+        z_loss: float = 0.0,
+        compile: bool = False,
+        activation_checkpointing: bool = False,
+    ) -> None:
         """
         Args:
             arch: Transformer architecture (a ModelConfig; presets in configs/model/); its vocab_size is replaced by `vocab_size` when given.
@@ -106,7 +113,12 @@ class LitLLM(LightningModule):
         self.model = GPT(arch)
         self.tokens_seen = 0
         self.last_grad_norm: torch.Tensor | None = None
-        self.val_nll, self.val_tokens, self.val_bytes, self.val_byte_nll = SumMetric(), SumMetric(), SumMetric(), SumMetric()
+        self.val_nll, self.val_tokens, self.val_bytes, self.val_byte_nll = (
+            SumMetric(),
+            SumMetric(),
+            SumMetric(),
+            SumMetric(),
+        )
         self._step_started = None
         self._pending_rng: dict | None = None
 
@@ -114,7 +126,9 @@ class LitLLM(LightningModule):
 
     def configure_model(self) -> None:
         if self.activation_checkpointing:
-            from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import apply_activation_checkpointing
+            from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (
+                apply_activation_checkpointing,
+            )
 
             apply_activation_checkpointing(self.model, check_fn=lambda m: isinstance(m, Block))
         if self.compile:
@@ -125,11 +139,15 @@ class LitLLM(LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         seq_len = getattr(datamodule, "seq_len", None)
         if seq_len is not None and seq_len > self.model_config.max_seq_len:
-            raise UserError(f"data.seq_len={seq_len} exceeds model.max_seq_len={self.model_config.max_seq_len}")
+            raise UserError(
+                f"data.seq_len={seq_len} exceeds model.max_seq_len={self.model_config.max_seq_len}"
+            )
         data_vocab = getattr(datamodule, "vocab_size", None)
         if data_vocab is not None and data_vocab != self.model_config.vocab_size:
-            raise UserError(f"{datamodule.path}: data vocabulary {data_vocab} != model vocab_size "
-                            f"{self.model_config.vocab_size} (made with another tokenizer?)")
+            raise UserError(
+                f"{datamodule.path}: data vocabulary {data_vocab} != model vocab_size "
+                f"{self.model_config.vocab_size} (made with another tokenizer?)"
+            )
         self.seq_len = seq_len or self.model_config.max_seq_len
         batch = getattr(datamodule, "batch_size", 1)
         self.flops_per_batch = self.model.flops_per_token(self.seq_len) * batch * self.seq_len
@@ -142,7 +160,9 @@ class LitLLM(LightningModule):
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean"):
         """Cross-entropy over targets that are not IGNORE_INDEX (<|pad|>), plus the optional z-loss."""
         logits = logits.float()
-        loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX, reduction=reduction)
+        loss = F.cross_entropy(
+            logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX, reduction=reduction
+        )
         if self.z_loss and reduction == "mean":
             valid = labels.flatten() != IGNORE_INDEX
             log_z = torch.logsumexp(logits.flatten(0, 1)[valid], dim=-1)
@@ -166,7 +186,13 @@ class LitLLM(LightningModule):
         if self._step_started is not None:
             elapsed = time.perf_counter() - self._step_started
             tokens = batch["input_ids"].numel() * self.trainer.world_size
-            self.log("train/tokens_per_sec", tokens / max(elapsed, 1e-9), prog_bar=True, on_step=True, on_epoch=False)
+            self.log(
+                "train/tokens_per_sec",
+                tokens / max(elapsed, 1e-9),
+                prog_bar=True,
+                on_step=True,
+                on_epoch=False,
+            )
 
     def on_before_optimizer_step(self, optimizer) -> None:
         grads = [p.grad for p in self.parameters() if p.grad is not None]
@@ -198,7 +224,9 @@ class LitLLM(LightningModule):
             self.log("val/ppl", torch.exp(val_loss), sync_dist=False)
             num_bytes = int(self.val_bytes.compute())
             if num_bytes:
-                self.log("val/bpb", bits_per_byte(float(self.val_byte_nll.compute()), num_bytes), prog_bar=True)
+                self.log(
+                    "val/bpb", bits_per_byte(float(self.val_byte_nll.compute()), num_bytes), prog_bar=True
+                )
         for metric in (self.val_nll, self.val_tokens, self.val_bytes, self.val_byte_nll):
             metric.reset()
 
@@ -208,39 +236,60 @@ class LitLLM(LightningModule):
         """Weight decay on 2-D weights except the embedding; none on norms, biases and embeddings."""
         decay, no_decay, seen = [], [], set()
         embedding = self.model.embed.weight
-        for name, param in self.model.named_parameters():
+        for param in self.model.parameters():
             if not param.requires_grad or id(param) in seen:
                 continue
             seen.add(id(param))
             (decay if param.dim() >= 2 and param is not embedding else no_decay).append(param)
-        return [{"params": decay, "weight_decay": self.optimizer_config.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0}]
+        return [
+            {"params": decay, "weight_decay": self.optimizer_config.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
 
     def configure_optimizers(self):
         cfg = self.optimizer_config
         fused = cfg.fused
         if fused is None:
             fused = all(p.is_cuda for p in self.parameters())
-        optimizer = torch.optim.AdamW(self.parameter_groups(), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
-                                      fused=fused or None, foreach=None if fused else True)
+        optimizer = torch.optim.AdamW(
+            self.parameter_groups(),
+            lr=cfg.lr,
+            betas=tuple(cfg.betas),
+            eps=cfg.eps,
+            fused=fused or None,
+            foreach=None if fused else True,
+        )
         total = self.schedule_config.total_steps or self.trainer.max_steps
         if total is None or total < 1:
-            raise UserError("set trainer.max_steps (or model.schedule.total_steps): the LR schedule needs a length")
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total, self.schedule_config))
+            raise UserError(
+                "set trainer.max_steps (or model.schedule.total_steps): the LR schedule needs a length"
+            )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_factor(step, total, self.schedule_config)
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # ---- checkpoints: what Lightning leaves out --------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["lit_llm"] = {"tokens_seen": self.tokens_seen, "model_config": dataclasses.asdict(self.model_config),
-                                 "rng": capture_rng_state()}
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        tokenizer = getattr(datamodule, "tokenizer_path", None)
+        checkpoint["lit_llm"] = {
+            "tokens_seen": self.tokens_seen,
+            "model_config": dataclasses.asdict(self.model_config),
+            "tokenizer_path": str(tokenizer) if tokenizer else None,
+            "rng": capture_rng_state(),
+        }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         extra = checkpoint.get("lit_llm", {})
         saved = extra.get("model_config")
         if saved is not None and saved != dataclasses.asdict(self.model_config):
-            diff = {k: (v, getattr(self.model_config, k)) for k, v in saved.items()
-                    if getattr(self.model_config, k, None) != v}
+            diff = {
+                k: (v, getattr(self.model_config, k))
+                for k, v in saved.items()
+                if getattr(self.model_config, k, None) != v
+            }
             raise UserError(f"checkpoint is from another model config (checkpoint vs now: {diff})")
         self.tokens_seen = int(extra.get("tokens_seen", 0))
         # Applied at the first training batch, not now: between loading and that batch Lightning
@@ -255,8 +304,12 @@ def capture_rng_state() -> dict:
     np_state = np.random.get_state(legacy=False)
     state = {
         "python": {"version": version, "state": torch.tensor(internal, dtype=torch.int64), "gauss": gauss},
-        "numpy": {"key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)), "pos": np_state["state"]["pos"],
-                  "has_gauss": np_state["has_gauss"], "gauss": np_state["gauss"]},
+        "numpy": {
+            "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+            "pos": np_state["state"]["pos"],
+            "has_gauss": np_state["has_gauss"],
+            "gauss": np_state["gauss"],
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -268,8 +321,14 @@ def restore_rng_state(state: dict) -> None:
     py = state["python"]
     random.setstate((py["version"], tuple(int(x) for x in py["state"].tolist()), py["gauss"]))
     npy = state["numpy"]
-    np.random.set_state({"bit_generator": "MT19937", "state": {"key": npy["key"].numpy().astype(np.uint32),
-                         "pos": npy["pos"]}, "has_gauss": npy["has_gauss"], "gauss": npy["gauss"]})
+    np.random.set_state(
+        {
+            "bit_generator": "MT19937",
+            "state": {"key": npy["key"].numpy().astype(np.uint32), "pos": npy["pos"]},
+            "has_gauss": npy["has_gauss"],
+            "gauss": npy["gauss"],
+        }
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -9,9 +9,16 @@ import numpy as np
 from lit_llm.data.shards import Manifest, token_dtype, write_shard
 
 
-def make_shard_folder(folder: Path, vocab_size: int = 96, sources: dict[str, float] | None = None,
-                      docs_per_source: int = 40, doc_len: int = 120, val_docs: int = 8, seed: int = 0,
-                      tokenizer: dict | None = None) -> Path:
+def make_shard_folder(
+    folder: Path,
+    vocab_size: int = 96,
+    sources: dict[str, float] | None = None,
+    docs_per_source: int = 40,
+    doc_len: int = 120,
+    val_docs: int = 8,
+    seed: int = 0,
+    tokenizer: dict | None = None,
+) -> Path:
     """A dataset folder with one train shard per source and one val shard; tokens follow a learnable pattern."""
     rng = np.random.default_rng(seed)
     sources = sources or {"main": 1.0}
@@ -28,13 +35,21 @@ def make_shard_folder(folder: Path, vocab_size: int = 96, sources: dict[str, flo
         shards.append({"file": f"train/{name}-00000.bin", "split": "train", "source": name, **entry})
     entry = write_shard(folder / "val" / "val-00000.bin", documents(val_docs), dtype)
     shards.append({"file": "val/val-00000.bin", "split": "val", "source": "val", **entry})
-    manifest = Manifest(folder, {
-        "format_version": 1, "vocab_size": vocab_size, "dtype": dtype.name,
-        "num_tokens": sum(s["num_tokens"] for s in shards), "num_documents": sum(s["num_documents"] for s in shards),
-        "tokenizer": tokenizer or {"path": None, "eos_id": vocab_size - 1, "pad_id": None},
-        "sources": [{"name": n, "weight": w} for n, w in sources.items()], "shards": shards,
-        "filters": {}, "dedup": {"exact_duplicates_removed": 0, "near_duplicates_removed": 0},
-    })
+    manifest = Manifest(
+        folder,
+        {
+            "format_version": 1,
+            "vocab_size": vocab_size,
+            "dtype": dtype.name,
+            "num_tokens": sum(s["num_tokens"] for s in shards),
+            "num_documents": sum(s["num_documents"] for s in shards),
+            "tokenizer": tokenizer or {"path": None, "eos_id": vocab_size - 1, "pad_id": None},
+            "sources": [{"name": n, "weight": w} for n, w in sources.items()],
+            "shards": shards,
+            "filters": {},
+            "dedup": {"exact_duplicates_removed": 0, "near_duplicates_removed": 0},
+        },
+    )
     manifest.save()
     return folder
 
@@ -48,36 +63,48 @@ SAMPLE_TEXT = (
 
 def make_text_folder(folder: Path, num_docs: int = 60, vocab_size: int = 320, seed: int = 0) -> Path:
     """A real byte-level BPE tokenizer (tokenizer/) and shards of text documents (data/) under folder."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    import json
+
+    from lit_llm.tokenizer import train_tokenizer
 
     rng = np.random.default_rng(seed)
     words = SAMPLE_TEXT.split(" ")
     docs = [" ".join(rng.choice(words, size=int(rng.integers(40, 120)))) for _ in range(num_docs)]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>", "<|pad|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(docs, trainer)
-    (folder / "tokenizer").mkdir(parents=True, exist_ok=True)
-    tok.save(str(folder / "tokenizer" / "tokenizer.json"))
-    eos, pad = tok.token_to_id("<|endoftext|>"), tok.token_to_id("<|pad|>")
-    vocab = tok.get_vocab_size()
+    folder.mkdir(parents=True, exist_ok=True)
+    corpus = folder / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
+    tok = train_tokenizer([str(corpus)], folder / "tokenizer", vocab_size=vocab_size, progress=False)
+    eos, pad, vocab = tok.eos_id, tok.pad_id, tok.vocab_size
     dtype = token_dtype(vocab)
-    encoded = [np.array(e.ids + [eos], dtype=dtype) for e in tok.encode_batch(docs)]
+    encoded = [np.array(ids + [eos], dtype=dtype) for ids in tok.encode_batch(docs)]
     data = folder / "data"
     n_val = max(2, num_docs // 10)
     shards = []
     for split, part in (("train", encoded[n_val:]), ("val", encoded[:n_val])):
         entry = write_shard(data / split / "text-00000.bin", part, dtype)
         num_bytes = sum(len(d.encode()) for d in (docs[n_val:] if split == "train" else docs[:n_val]))
-        shards.append({"file": f"{split}/text-00000.bin", "split": split, "source": "text", "num_bytes": num_bytes,
-                       **entry})
-    Manifest(data, {
-        "format_version": 1, "vocab_size": vocab, "dtype": dtype.name,
-        "num_tokens": sum(s["num_tokens"] for s in shards), "num_documents": num_docs,
-        "tokenizer": {"path": str((folder / "tokenizer").resolve()), "eos_id": eos, "pad_id": pad},
-        "sources": [{"name": "text", "weight": 1.0}], "shards": shards, "filters": {},
-        "dedup": {"exact_duplicates_removed": 0, "near_duplicates_removed": 0},
-    }).save()
+        shards.append(
+            {
+                "file": f"{split}/text-00000.bin",
+                "split": split,
+                "source": "text",
+                "num_bytes": num_bytes,
+                **entry,
+            }
+        )
+    Manifest(
+        data,
+        {
+            "format_version": 1,
+            "vocab_size": vocab,
+            "dtype": dtype.name,
+            "num_tokens": sum(s["num_tokens"] for s in shards),
+            "num_documents": num_docs,
+            "tokenizer": {"path": str((folder / "tokenizer").resolve()), "eos_id": eos, "pad_id": pad},
+            "sources": [{"name": "text", "weight": 1.0}],
+            "shards": shards,
+            "filters": {},
+            "dedup": {"exact_duplicates_removed": 0, "near_duplicates_removed": 0},
+        },
+    ).save()
     return data

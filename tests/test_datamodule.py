@@ -18,8 +18,18 @@ def folder(tmp_path):
 
 def loader_batches(dm, n, rank=0, world=1):
     dm.setup("fit")
-    ds = TrainWindows(dm.train_sets, dm.source_weights, dm.seq_len, dm.batch_size, dm.seed, dm.position,
-                      rank, world, dm.skip_ranges, dm.pad_id)
+    ds = TrainWindows(
+        dm.train_sets,
+        dm.source_weights,
+        dm.seq_len,
+        dm.batch_size,
+        dm.seed,
+        dm.position,
+        rank,
+        world,
+        dm.skip_ranges,
+        dm.pad_id,
+    )
     return [ds.batch(i) for i in range(n)]
 
 
@@ -29,7 +39,9 @@ def test_windows_are_a_pure_function_of_seed_and_index(folder):
     c = loader_batches(LitDataModule(str(folder), seq_len=16, batch_size=4, seed=99), 3)
     assert all(torch.equal(x["input_ids"], y["input_ids"]) for x, y in zip(a, b))
     assert not torch.equal(a[0]["input_ids"], c[0]["input_ids"])
-    assert a[0]["input_ids"].shape == (4, 16) and torch.equal(a[0]["labels"][:, :-1], a[0]["input_ids"][:, 1:])
+    assert a[0]["input_ids"].shape == (4, 16) and torch.equal(
+        a[0]["labels"][:, :-1], a[0]["input_ids"][:, 1:]
+    )
 
 
 def test_sources_are_sampled_by_weight(folder):
@@ -37,17 +49,21 @@ def test_sources_are_sampled_by_weight(folder):
     batch = loader_batches(dm, 1)[0]
     from lit_llm.data.sampling import choose_windows
 
-    source, _ = choose_windows(dm.seed, batch["sample_index"].numpy(), [s.num_tokens for s in dm.train_sets],
-                               dm.source_weights, 9)
+    source, _ = choose_windows(
+        dm.seed, batch["sample_index"].numpy(), [s.num_tokens for s in dm.train_sets], dm.source_weights, 9
+    )
     share_a = (source == 0).mean()
     assert dm.source_names == ["a", "b"] and 0.68 < share_a < 0.82  # weight 3:1
 
 
 def test_ranks_get_disjoint_samples_and_together_the_single_rank_stream(folder):
     single = loader_batches(LitDataModule(str(folder), seq_len=8, batch_size=4), 2)
-    ranks = [loader_batches(LitDataModule(str(folder), seq_len=8, batch_size=2), 2, rank=r, world=2) for r in (0, 1)]
+    ranks = [
+        loader_batches(LitDataModule(str(folder), seq_len=8, batch_size=2), 2, rank=r, world=2)
+        for r in (0, 1)
+    ]
     seen = [set(b["sample_index"].tolist()) for r in ranks for b in r]
-    assert all(not (x & y) for i, x in enumerate(seen) for y in seen[i + 1:])
+    assert all(not (x & y) for i, x in enumerate(seen) for y in seen[i + 1 :])
     assert set().union(*seen) == set(torch.cat([b["sample_index"] for b in single]).tolist())
 
 
@@ -94,7 +110,9 @@ def test_validation_windows_and_bytes(tmp_path):
 def test_shard_round_trip_and_corruption_is_detected(folder):
     shards = ShardSet.open(folder, "train", "a", verify_checksums=True)
     assert shards.num_documents == 30 and len(shards.document(3)) == 120
-    assert np.array_equal(shards.window(100, 40), np.concatenate([shards.document(0), shards.document(1)])[100:140])
+    assert np.array_equal(
+        shards.window(100, 40), np.concatenate([shards.document(0), shards.document(1)])[100:140]
+    )
     path = folder / "train" / "a-00000.bin"
     raw = bytearray(path.read_bytes())
     raw[100] ^= 0xFF

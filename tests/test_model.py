@@ -74,12 +74,18 @@ def test_kv_cache_decoding_equals_full_forward(kv):
     cache = KVCache(model.config, batch_size=2)
     assert cache.keys[0].shape[1] == kv  # only the KV heads are cached
     parts = [model(x[:, :10], cache=cache), model(x[:, 10:11], cache=cache), model(x[:, 11:20], cache=cache)]
-    parts += [model(x[:, t:t + 1], cache=cache) for t in range(20, 30)]
+    parts += [model(x[:, t : t + 1], cache=cache) for t in range(20, 30)]
     assert torch.allclose(torch.cat(parts, dim=1), full, atol=1e-5)
 
 
-@pytest.mark.parametrize("sampling", [dict(temperature=0.0), dict(temperature=0.9, top_k=20, seed=3),
-                                      dict(temperature=1.0, top_p=0.8, seed=7)])
+@pytest.mark.parametrize(
+    "sampling",
+    [
+        dict(temperature=0.0),
+        dict(temperature=0.9, top_k=20, seed=3),
+        dict(temperature=1.0, top_p=0.8, seed=7),
+    ],
+)
 def test_generate_with_cache_equals_recomputation(sampling):
     model = GPT(tiny()).eval()
     prompt = torch.randint(0, 97, (2, 5))
@@ -133,8 +139,15 @@ def test_derived_ffn_size_is_llama_style():
     assert ModelConfig(d_model=4096, n_head=32, ffn_multiple_of=256).ffn_hidden == 11008  # Llama 2 7B
 
 
-@pytest.mark.parametrize("kw, message", [(dict(n_kv_head=3), "must divide"), (dict(d_model=30), "divisible"),
-                                         (dict(n_layer=0), "n_layer"), (dict(dropout=1.5), "dropout")])
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        (dict(n_kv_head=3), "must divide"),
+        (dict(d_model=30), "divisible"),
+        (dict(n_layer=0), "n_layer"),
+        (dict(dropout=1.5), "dropout"),
+    ],
+)
 def test_invalid_config_raises_value_error(kw, message):
     with pytest.raises(ValueError, match=message):
         tiny(**kw)

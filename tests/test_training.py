@@ -16,11 +16,34 @@ from lit_llm.module import LitLLM, ScheduleConfig, lr_factor
 from tests.helpers import make_text_folder
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--model.arch.n_layer", "2", "--model.arch.n_head", "2", "--model.arch.d_model", "32",
-        "--model.arch.max_seq_len", "64", "--data.seq_len", "32", "--data.batch_size", "4",
-        "--trainer.accelerator", "cpu", "--trainer.enable_model_summary", "false",
-        "--trainer.enable_progress_bar", "false", "--trainer.log_every_n_steps", "1",
-        "--model.schedule.warmup_steps", "3", "--model.optimizer.lr", "0.01", "--seed_everything", "7"]
+TINY = [
+    "--model.arch.n_layer",
+    "2",
+    "--model.arch.n_head",
+    "2",
+    "--model.arch.d_model",
+    "32",
+    "--model.arch.max_seq_len",
+    "64",
+    "--data.seq_len",
+    "32",
+    "--data.batch_size",
+    "4",
+    "--trainer.accelerator",
+    "cpu",
+    "--trainer.enable_model_summary",
+    "false",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.log_every_n_steps",
+    "1",
+    "--model.schedule.warmup_steps",
+    "3",
+    "--model.optimizer.lr",
+    "0.01",
+    "--seed_everything",
+    "7",
+]
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +65,24 @@ def train_losses(run: Path) -> dict[int, str]:
 
 def test_fit_logs_loss_and_validation_metrics(data, tmp_path):
     run = tmp_path / "run"
-    main(["fit", *TINY, "--data.path", str(data), "--trainer.max_steps", "30",
-          "--trainer.val_check_interval", "15", "--trainer.default_root_dir", str(run)])
+    main(
+        [
+            "fit",
+            *TINY,
+            "--data.path",
+            str(data),
+            "--trainer.max_steps",
+            "30",
+            "--trainer.val_check_interval",
+            "15",
+            "--trainer.default_root_dir",
+            str(run),
+        ]
+    )
     rows = read_metrics(run)
-    assert {"step", "train/loss", "val/loss", "val/bpb", "val/ppl", "train/grad_norm", "train/lr"} <= set(rows[0])
+    assert {"step", "train/loss", "val/loss", "val/bpb", "val/ppl", "train/grad_norm", "train/lr"} <= set(
+        rows[0]
+    )
     losses = [float(r["train/loss"]) for r in rows if r["train/loss"]]
     assert losses[-1] < losses[0] - 0.5
     bpb = [float(r["val/bpb"]) for r in rows if r.get("val/bpb")]
@@ -58,9 +95,16 @@ def test_fit_logs_loss_and_validation_metrics(data, tmp_path):
 
 
 def write_resume_config(path: Path, kill_step: int | None) -> Path:
-    callbacks = [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                  "init_args": {"dirpath": str(path.parent / "checkpoints"), "every_n_train_steps": 4,
-                                "save_last": True}}]
+    callbacks = [
+        {
+            "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+            "init_args": {
+                "dirpath": str(path.parent / "checkpoints"),
+                "every_n_train_steps": 4,
+                "save_last": True,
+            },
+        }
+    ]
     if kill_step is not None:
         callbacks.append({"class_path": "tests.killer.KillAtStep", "init_args": {"step": kill_step}})
     path.write_text(yaml.safe_dump({"trainer": {"callbacks": callbacks}}))
@@ -69,24 +113,54 @@ def write_resume_config(path: Path, kill_step: int | None) -> Path:
 
 def run_fit(args: list[str]) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "lit_llm.cli", "fit", *args], env=env, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "lit_llm.cli", "fit", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.mark.slow
 def test_resume_after_sigkill_is_bit_exact(data, tmp_path):
-    common = [*TINY, "--data.path", str(data), "--trainer.max_steps", "14", "--trainer.val_check_interval", "100",
-              "--model.arch.dropout", "0.1"]
+    common = [
+        *TINY,
+        "--data.path",
+        str(data),
+        "--trainer.max_steps",
+        "14",
+        "--trainer.val_check_interval",
+        "100",
+        "--model.arch.dropout",
+        "0.1",
+    ]
     (tmp_path / "full").mkdir()
     (tmp_path / "killed").mkdir()
-    full = run_fit([*common, "--config", str(write_resume_config(tmp_path / "full" / "cb.yaml", None)),
-                    "--trainer.default_root_dir", str(tmp_path / "full")])
+    full = run_fit(
+        [
+            *common,
+            "--config",
+            str(write_resume_config(tmp_path / "full" / "cb.yaml", None)),
+            "--trainer.default_root_dir",
+            str(tmp_path / "full"),
+        ]
+    )
     assert full.returncode == 0, full.stderr[-3000:]
     killed_args = [*common, "--trainer.default_root_dir", str(tmp_path / "killed")]
-    killed = run_fit([*killed_args, "--config", str(write_resume_config(tmp_path / "killed" / "cb.yaml", 10))])
+    killed = run_fit(
+        [*killed_args, "--config", str(write_resume_config(tmp_path / "killed" / "cb.yaml", 10))]
+    )
     assert killed.returncode == -9  # SIGKILL at the start of step 10, after the step-8 checkpoint
-    resumed = run_fit([*killed_args, "--config", str(write_resume_config(tmp_path / "killed" / "cb2.yaml", None)),
-                       "--ckpt_path", "last"])
+    resumed = run_fit(
+        [
+            *killed_args,
+            "--config",
+            str(write_resume_config(tmp_path / "killed" / "cb2.yaml", None)),
+            "--ckpt_path",
+            "last",
+        ]
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     expected, got = train_losses(tmp_path / "full"), train_losses(tmp_path / "killed")
     assert max(got) == max(expected) == 13
@@ -95,27 +169,85 @@ def test_resume_after_sigkill_is_bit_exact(data, tmp_path):
 
 def test_validate_command_reports_metrics(data, tmp_path):
     run = tmp_path / "run"
-    main(["fit", *TINY, "--data.path", str(data), "--trainer.max_steps", "4", "--trainer.default_root_dir", str(run)])
-    main(["validate", *TINY, "--data.path", str(data), "--trainer.default_root_dir", str(tmp_path / "val"),
-          "--ckpt_path", str(run / "checkpoints" / "last.ckpt")])
+    main(
+        [
+            "fit",
+            *TINY,
+            "--data.path",
+            str(data),
+            "--trainer.max_steps",
+            "4",
+            "--trainer.default_root_dir",
+            str(run),
+        ]
+    )
+    main(
+        [
+            "validate",
+            *TINY,
+            "--data.path",
+            str(data),
+            "--trainer.default_root_dir",
+            str(tmp_path / "val"),
+            "--ckpt_path",
+            str(run / "checkpoints" / "last.ckpt"),
+        ]
+    )
     rows = read_metrics(tmp_path / "val")
     assert any(r.get("val/loss") for r in rows)
 
 
 def test_checkpoint_from_another_model_config_is_refused(data, tmp_path, capsys):
     run = tmp_path / "run"
-    main(["fit", *TINY, "--data.path", str(data), "--trainer.max_steps", "2", "--trainer.default_root_dir", str(run)])
+    main(
+        [
+            "fit",
+            *TINY,
+            "--data.path",
+            str(data),
+            "--trainer.max_steps",
+            "2",
+            "--trainer.default_root_dir",
+            str(run),
+        ]
+    )
     with pytest.raises(SystemExit):
-        main(["fit", *TINY, "--model.arch.n_kv_head", "1", "--data.path", str(data), "--trainer.max_steps", "4",
-              "--trainer.default_root_dir", str(run), "--ckpt_path", str(run / "checkpoints" / "last.ckpt")])
+        main(
+            [
+                "fit",
+                *TINY,
+                "--model.arch.n_kv_head",
+                "1",
+                "--data.path",
+                str(data),
+                "--trainer.max_steps",
+                "4",
+                "--trainer.default_root_dir",
+                str(run),
+                "--ckpt_path",
+                str(run / "checkpoints" / "last.ckpt"),
+            ]
+        )
     assert "another model config" in capsys.readouterr().err
 
 
 def test_bad_inputs_fail_before_training_with_one_line(data, tmp_path, capsys):
-    for extra, message in [(["--data.path", str(tmp_path / "missing")], "data folder not found"),
-                           (["--data.path", str(data), "--data.seq_len", "128"], "exceeds model.max_seq_len")]:
+    for extra, message in [
+        (["--data.path", str(tmp_path / "missing")], "data folder not found"),
+        (["--data.path", str(data), "--data.seq_len", "128"], "exceeds model.max_seq_len"),
+    ]:
         with pytest.raises(SystemExit) as exc:
-            main(["fit", *TINY, *extra, "--trainer.max_steps", "2", "--trainer.default_root_dir", str(tmp_path)])
+            main(
+                [
+                    "fit",
+                    *TINY,
+                    *extra,
+                    "--trainer.max_steps",
+                    "2",
+                    "--trainer.default_root_dir",
+                    str(tmp_path),
+                ]
+            )
         assert exc.value.code == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) >= 1 and message in err[-1]

@@ -29,8 +29,19 @@ IGNORE_INDEX = -100
 class TrainWindows(IterableDataset):
     """Batches of training windows for one rank, starting at a global stream position."""
 
-    def __init__(self, sources: list[ShardSet], weights: list[float], seq_len: int, batch_size: int, seed: int,
-                 start: int, rank: int, world_size: int, skips: list[tuple[int, int]], pad_id: int | None) -> None:
+    def __init__(
+        self,
+        sources: list[ShardSet],
+        weights: list[float],
+        seq_len: int,
+        batch_size: int,
+        seed: int,
+        start: int,
+        rank: int,
+        world_size: int,
+        skips: list[tuple[int, int]],
+        pad_id: int | None,
+    ) -> None:
         self.sources, self.weights, self.seq_len, self.batch_size = sources, weights, seq_len, batch_size
         self.seed, self.start, self.rank, self.world_size = seed, start, rank, world_size
         self.skips, self.pad_id = skips, pad_id
@@ -41,14 +52,20 @@ class TrainWindows(IterableDataset):
         local = n * self.batch_size + np.arange(self.batch_size)
         positions = self.start + local * self.world_size + self.rank
         indices = sample_index(positions, self.skips)
-        source, offset = choose_windows(self.seed, indices, self.source_tokens, self.weights, self.seq_len + 1)
+        source, offset = choose_windows(
+            self.seed, indices, self.source_tokens, self.weights, self.seq_len + 1
+        )
         windows = np.stack([self.sources[s].window(int(o), self.seq_len + 1) for s, o in zip(source, offset)])
         tokens = torch.from_numpy(windows.astype(np.int64))  # (B, T + 1)
         labels = tokens[:, 1:].clone()
         if self.pad_id is not None:
             labels[labels == self.pad_id] = IGNORE_INDEX  # <|pad|> is never a loss target
-        return {"input_ids": tokens[:, :-1], "labels": labels, "sample_index": torch.from_numpy(indices),
-                "next_position": self.start + (n + 1) * self.batch_size * self.world_size}
+        return {
+            "input_ids": tokens[:, :-1],
+            "labels": labels,
+            "sample_index": torch.from_numpy(indices),
+            "next_position": self.start + (n + 1) * self.batch_size * self.world_size,
+        }
 
     def __iter__(self):
         info = get_worker_info()
@@ -62,8 +79,14 @@ class TrainWindows(IterableDataset):
 class ValWindows(Dataset):
     """Consecutive non-overlapping windows over the validation shards, with target byte counts."""
 
-    def __init__(self, shards: ShardSet, seq_len: int, max_tokens: int | None, token_bytes: np.ndarray | None,
-                 pad_id: int | None) -> None:
+    def __init__(
+        self,
+        shards: ShardSet,
+        seq_len: int,
+        max_tokens: int | None,
+        token_bytes: np.ndarray | None,
+        pad_id: int | None,
+    ) -> None:
         self.shards, self.seq_len, self.token_bytes, self.pad_id = shards, seq_len, token_bytes, pad_id
         usable = shards.num_tokens - 1 if max_tokens is None else min(max_tokens, shards.num_tokens - 1)
         self.length = max(usable // seq_len, 0)
@@ -85,9 +108,19 @@ class ValWindows(Dataset):
 class LitDataModule(LightningDataModule):
     """Training and validation data from a folder written by `lit-llm data prepare`."""
 
-    def __init__(self, path: str, seq_len: int = 256, batch_size: int = 12, seed: int = 1234, num_workers: int = 0,
-                 pin_memory: bool = False, val_batch_size: int | None = None, val_tokens: int | None = 1_000_000,
-                 skip_ranges: list[tuple[int, int]] | None = None, verify_checksums: bool = True) -> None:
+    def __init__(
+        self,
+        path: str,
+        seq_len: int = 256,
+        batch_size: int = 12,
+        seed: int = 1234,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        val_batch_size: int | None = None,
+        val_tokens: int | None = 1_000_000,
+        skip_ranges: list[tuple[int, int]] | None = None,
+        verify_checksums: bool = True,
+    ) -> None:
         """
         Args:
             path: Shard folder (with manifest.json) made by `lit-llm data prepare`.
@@ -143,26 +176,51 @@ class LitDataModule(LightningDataModule):
             raise UserError(f"{self.path}: no training shards in the manifest")
         self.source_names = list(weights)
         self.source_weights = [weights[n] for n in self.source_names]
-        self.train_sets = [ShardSet.open(self.path, "train", n, self.verify_checksums) for n in self.source_names]
+        self.train_sets = [
+            ShardSet.open(self.path, "train", n, self.verify_checksums) for n in self.source_names
+        ]
         for name, shards in zip(self.source_names, self.train_sets):
             if shards.num_tokens < self.seq_len + 1:
-                raise UserError(f"{self.path}: source {name!r} has {shards.num_tokens} training tokens, "
-                                f"fewer than seq_len + 1 = {self.seq_len + 1}")
+                raise UserError(
+                    f"{self.path}: source {name!r} has {shards.num_tokens} training tokens, "
+                    f"fewer than seq_len + 1 = {self.seq_len + 1}"
+                )
         self.val_set = ShardSet.open(self.path, "val", None, self.verify_checksums)
 
     def train_dataloader(self) -> DataLoader:
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
-        dataset = TrainWindows(self.train_sets, self.source_weights, self.seq_len, self.batch_size, self.seed,
-                               self.position, rank, world, self.skip_ranges, self.pad_id)
-        return DataLoader(dataset, batch_size=None, num_workers=self.num_workers, pin_memory=self.pin_memory,
-                          persistent_workers=False, prefetch_factor=4 if self.num_workers else None)
+        dataset = TrainWindows(
+            self.train_sets,
+            self.source_weights,
+            self.seq_len,
+            self.batch_size,
+            self.seed,
+            self.position,
+            rank,
+            world,
+            self.skip_ranges,
+            self.pad_id,
+        )
+        return DataLoader(
+            dataset,
+            batch_size=None,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=False,
+            prefetch_factor=4 if self.num_workers else None,
+        )
 
     def val_dataloader(self) -> DataLoader:
         dataset = ValWindows(self.val_set, self.seq_len, self.val_tokens, self.token_bytes(), self.pad_id)
         if len(dataset) == 0:
             return DataLoader([])
-        return DataLoader(dataset, batch_size=self.val_batch_size, shuffle=False, num_workers=self.num_workers,
-                          pin_memory=self.pin_memory)
+        return DataLoader(
+            dataset,
+            batch_size=self.val_batch_size,
+            shuffle=False,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+        )
 
     def on_before_batch_transfer(self, batch, dataloader_idx: int):
         # Called once per batch the training loop consumes (after any prefetching), so the
@@ -173,13 +231,21 @@ class LitDataModule(LightningDataModule):
 
     def state_dict(self) -> dict:
         world = self.trainer.world_size if self.trainer else 1
-        return {"position": self.position, "skip_ranges": [list(r) for r in self.skip_ranges], "seed": self.seed,
-                "seq_len": self.seq_len, "batch_size": self.batch_size, "world_size": world}
+        return {
+            "position": self.position,
+            "skip_ranges": [list(r) for r in self.skip_ranges],
+            "seed": self.seed,
+            "seq_len": self.seq_len,
+            "batch_size": self.batch_size,
+            "world_size": world,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("seed", self.seed) != self.seed:
-            raise UserError(f"checkpoint data seed {state['seed']} differs from data.seed={self.seed}; "
-                            "resuming would change the sample order")
+            raise UserError(
+                f"checkpoint data seed {state['seed']} differs from data.seed={self.seed}; "
+                "resuming would change the sample order"
+            )
         self.position = int(state["position"])
         self.skip_ranges = merge_ranges([*self.skip_ranges, *map(tuple, state.get("skip_ranges", []))])
         self.world_size_at_save = state.get("world_size")

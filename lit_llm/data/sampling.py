@@ -55,12 +55,15 @@ def stream_position(sample: int, skips: list[tuple[int, int]]) -> int:
     return int(sample - sum(min(end, sample) - start for start, end in skips if start < sample))
 
 
-def choose_windows(seed: int, indices: np.ndarray, source_tokens: list[int], weights: list[float],
-                   window: int) -> tuple[np.ndarray, np.ndarray]:
+def choose_windows(
+    seed: int, indices: np.ndarray, source_tokens: list[int], weights: list[float], window: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(source id, token offset) of the window of each sample index, sources picked by weight."""
     cumulative = np.cumsum(np.asarray(weights, dtype=np.float64))
     cumulative /= cumulative[-1]
-    source = np.minimum(np.searchsorted(cumulative, hash_uniform(seed, indices, 0), side="right"), len(weights) - 1)
+    source = np.minimum(
+        np.searchsorted(cumulative, hash_uniform(seed, indices, 0), side="right"), len(weights) - 1
+    )
     span = np.asarray(source_tokens, dtype=np.int64)[source] - window + 1  # valid start offsets per source
     offset = (hash_uniform(seed, indices, 1) * span).astype(np.int64)
     return source, offset

@@ -73,7 +73,9 @@ def write_shard(path: str | Path, documents: Sequence[np.ndarray], dtype: np.dty
     offsets = np.zeros(len(documents) + 1, dtype=np.uint64)
     np.cumsum(lengths, out=offsets[1:])
     num_tokens = int(offsets[-1])
-    header = HEADER.pack(MAGIC, FORMAT_VERSION, dtype.itemsize, num_tokens, len(documents)).ljust(HEADER_SIZE, b"\0")
+    header = HEADER.pack(MAGIC, FORMAT_VERSION, dtype.itemsize, num_tokens, len(documents)).ljust(
+        HEADER_SIZE, b"\0"
+    )
 
     def write(f) -> None:
         f.write(header)
@@ -101,21 +103,28 @@ class Shard:
             raise UserError(f"{self.path}: not a lit-llm shard (bad header)")
         _, version, itemsize, self.num_tokens, self.num_documents = HEADER.unpack(raw[: HEADER.size])
         if version != FORMAT_VERSION or itemsize not in DTYPES:
-            raise UserError(f"{self.path}: unsupported shard format version {version} / token size {itemsize}")
+            raise UserError(
+                f"{self.path}: unsupported shard format version {version} / token size {itemsize}"
+            )
         self.dtype = np.dtype(DTYPES[itemsize])
         expected = HEADER_SIZE + self.num_tokens * itemsize + (self.num_documents + 1) * 8
         if size != expected:
-            raise UserError(f"{self.path}: shard is truncated or corrupt ({size} bytes, header says {expected})")
+            raise UserError(
+                f"{self.path}: shard is truncated or corrupt ({size} bytes, header says {expected})"
+            )
         self._tokens: np.memmap | None = None
         self._offsets: np.memmap | None = None
 
     def _maps(self) -> tuple[np.memmap, np.memmap]:
         # Opened lazily so a Shard pickles cheaply into DataLoader workers, which map their own.
         if self._tokens is None:
-            self._tokens = np.memmap(self.path, dtype=self.dtype, mode="r", offset=HEADER_SIZE, shape=(self.num_tokens,))
+            self._tokens = np.memmap(
+                self.path, dtype=self.dtype, mode="r", offset=HEADER_SIZE, shape=(self.num_tokens,)
+            )
             index_at = HEADER_SIZE + self.num_tokens * self.dtype.itemsize
-            self._offsets = np.memmap(self.path, dtype=np.uint64, mode="r", offset=index_at,
-                                      shape=(self.num_documents + 1,))
+            self._offsets = np.memmap(
+                self.path, dtype=np.uint64, mode="r", offset=index_at, shape=(self.num_documents + 1,)
+            )
         return self._tokens, self._offsets
 
     def __getstate__(self) -> dict:
@@ -131,7 +140,7 @@ class Shard:
 
     def document(self, i: int) -> np.ndarray:
         start, end = self.offsets[i], self.offsets[i + 1]
-        return np.asarray(self.tokens[int(start):int(end)])
+        return np.asarray(self.tokens[int(start) : int(end)])
 
 
 @dataclass
@@ -163,7 +172,9 @@ class Manifest:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise UserError(f"{path}: no manifest; is this a folder written by `lit-llm data prepare`?") from None
+            raise UserError(
+                f"{path}: no manifest; is this a folder written by `lit-llm data prepare`?"
+            ) from None
         except (OSError, ValueError) as err:
             raise UserError(f"{path}: unreadable manifest ({err})") from None
         for key in ("vocab_size", "dtype", "shards"):
@@ -188,9 +199,15 @@ class Manifest:
         return path if path.is_absolute() else (self.folder / path).resolve()
 
     def shards(self, split: str | None = None, source: str | None = None) -> list[ShardEntry]:
-        entries = [ShardEntry(**{k: v for k, v in s.items() if k in ShardEntry.__dataclass_fields__})
-                   for s in self.data["shards"]]
-        return [e for e in entries if (split is None or e.split == split) and (source is None or e.source == source)]
+        entries = [
+            ShardEntry(**{k: v for k, v in s.items() if k in ShardEntry.__dataclass_fields__})
+            for s in self.data["shards"]
+        ]
+        return [
+            e
+            for e in entries
+            if (split is None or e.split == split) and (source is None or e.source == source)
+        ]
 
     def source_weights(self) -> dict[str, float]:
         """Mixture weight of each source that has training shards."""
@@ -209,8 +226,13 @@ class ShardSet:
         self.doc_starts = np.cumsum([0] + [s.num_documents for s in shards])
 
     @classmethod
-    def open(cls, folder: str | Path, split: str = "train", source: str | None = None,
-             verify_checksums: bool = False) -> ShardSet:
+    def open(
+        cls,
+        folder: str | Path,
+        split: str = "train",
+        source: str | None = None,
+        verify_checksums: bool = False,
+    ) -> ShardSet:
         manifest = Manifest.load(folder)
         entries = manifest.shards(split, source)
         shards = []
@@ -249,6 +271,6 @@ class ShardSet:
         while length > 0:
             local = offset - int(self.token_starts[k])
             take = min(length, self.shards[k].num_tokens - local)
-            parts.append(self.shards[k].tokens[local:local + take])
+            parts.append(self.shards[k].tokens[local : local + take])
             offset, length, k = offset + take, length - take, k + 1
         return np.concatenate(parts) if len(parts) > 1 else np.array(parts[0])

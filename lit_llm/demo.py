@@ -1,0 +1,155 @@
+"""`lit-llm demo`: the whole path on a fresh machine, no download, a few minutes on CPU.
+
+    lit-llm demo --out runs/demo
+
+1. sources: the Python standard library (code) plus local prose if present
+2. train a byte-level BPE tokenizer on them            -> OUT/tokenizer/
+3. `data prepare`: filters, dedup, tokenize, shard     -> OUT/data/
+4. `fit` a small Llama-style model on CPU              -> OUT/checkpoints/, OUT/logs/
+5. validate, generate a sample, export to Hugging Face -> OUT/hf/
+6. plot the loss curve                                 -> OUT/loss_curve.png
+"""
+
+from __future__ import annotations
+
+import sysconfig
+import time
+from pathlib import Path
+
+from lit_llm.data.sources import SourceSpec
+from lit_llm.errors import UserError
+
+PROSE_CANDIDATES = ("../shared/data/tinyshakespeare/input.txt", "/usr/share/common-licenses")
+
+
+def default_sources(max_code_files: int | None = None) -> list[SourceSpec]:
+    """The built-in default corpus: the standard library's .py files, plus local prose when found."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    sources = [SourceSpec(paths=[str(stdlib)], name="stdlib", kind="code", extensions=[".py"], weight=1.0)]
+    for candidate in PROSE_CANDIDATES:
+        path = Path(candidate)
+        if path.exists():
+            sources.append(SourceSpec(paths=[str(path.resolve())], name="prose", kind="text", weight=1.0))
+            break
+    return sources
+
+
+def fit_args(out: Path, data: Path, max_steps: int, max_minutes: float) -> list[str]:
+    """The demo's `lit-llm fit` command line: the tiny CPU experiment, bounded by steps and wall time."""
+    return [
+        "fit",
+        "--seed_everything",
+        "1234",
+        "--model.arch.n_layer",
+        "4",
+        "--model.arch.n_head",
+        "4",
+        "--model.arch.n_kv_head",
+        "2",
+        "--model.arch.d_model",
+        "128",
+        "--model.arch.max_seq_len",
+        "256",
+        "--model.optimizer.lr",
+        "0.003",
+        "--model.schedule.warmup_steps",
+        "30",
+        "--data.path",
+        str(data),
+        "--data.seq_len",
+        "256",
+        "--data.batch_size",
+        "8",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.devices",
+        "1",
+        "--trainer.max_steps",
+        str(max_steps),
+        "--trainer.max_time",
+        f"00:00:{int(max_minutes):02d}:00",
+        "--trainer.val_check_interval",
+        str(max(max_steps // 4, 1)),
+        "--trainer.limit_val_batches",
+        "20",
+        "--trainer.log_every_n_steps",
+        "5",
+        "--trainer.gradient_clip_val",
+        "1.0",
+        "--trainer.enable_model_summary",
+        "false",
+        "--trainer.default_root_dir",
+        str(out),
+    ]
+
+
+def demo_command(
+    out: str = "runs/demo",
+    vocab_size: int = 4096,
+    max_steps: int = 400,
+    max_minutes: float = 6.0,
+    max_chars: int = 8_000_000,
+    prompt: str = "def main():",
+    overwrite: bool = False,
+) -> None:
+    """Run the whole pipeline on the built-in default corpus: data, tokenizer, training, eval, sample, export.
+
+    Args:
+        out: Run folder for every output (tokenizer, data, checkpoints, logs, plot, HF export).
+        vocab_size: Tokenizer vocabulary size.
+        max_steps: Optimizer steps of pre-training.
+        max_minutes: Wall-clock cap on pre-training (stops early, still validates and exports).
+        max_chars: Characters sampled for tokenizer training.
+        prompt: Prompt for the generated sample.
+        overwrite: Replace the outputs of an earlier demo in `out`.
+    """
+    from lit_llm.checkpoint import load_gpt
+    from lit_llm.data.prepare import prepare_dataset
+    from lit_llm.export import export_checkpoint
+    from lit_llm.generate import generate_text
+    from lit_llm.lightning_cli import run_lightning_cli
+    from lit_llm.plot import plot_loss_curve
+    from lit_llm.tokenizer import load_tokenizer, train_tokenizer
+
+    started = time.perf_counter()
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise UserError(f"{out}: folder exists and is not empty (pass --overwrite true or another --out)")
+    if overwrite and out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    sources = default_sources()
+    print(f"[1/6] sources: {', '.join(f'{s.name} ({s.paths[0]})' for s in sources)}")
+    print(f"[2/6] training a {vocab_size}-token BPE tokenizer")
+    train_tokenizer(sources, out / "tokenizer", vocab_size=vocab_size, max_chars=max_chars)
+    print("[3/6] preparing shards (filters, dedup, tokenize)")
+    manifest = prepare_dataset(sources=sources, tokenizer=str(out / "tokenizer"), output=str(out / "data"))
+    print(f"[4/6] pre-training for up to {max_steps} steps / {max_minutes:g} minutes")
+    cli = run_lightning_cli(fit_args(out, out / "data", max_steps, max_minutes))
+    print("[5/6] validating, sampling, exporting")
+    val = cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)[0]
+    ckpt = out / "checkpoints" / "final.ckpt"  # the trained state; last.ckpt stays the resume point
+    cli.trainer.save_checkpoint(ckpt)
+    gpt, info = load_gpt(ckpt)
+    sample = generate_text(
+        gpt, load_tokenizer(out / "tokenizer"), prompt, max_new_tokens=120, temperature=0.8, top_k=40, seed=0
+    )
+    hf_dir = export_checkpoint(ckpt, out / "hf")
+    plot = plot_loss_curve(out)
+    print(f"[6/6] done in {time.perf_counter() - started:.0f} s\n")
+    print(f"sample ({prompt!r}):\n{prompt}{sample}\n")
+    summary = {
+        "tokens seen": f"{info.tokens_seen:,}",
+        "optimizer steps": info.global_step,
+        "training tokens in data": f"{manifest['num_tokens']:,}",
+        "val loss": f"{val.get('val/loss', float('nan')):.3f}",
+        "val bits/byte": f"{val.get('val/bpb', float('nan')):.3f}",
+        "checkpoint": ckpt,
+        "logs": out / "logs",
+        "loss curve": plot,
+        "hugging face export": hf_dir,
+    }
+    width = max(map(len, summary))
+    print("\n".join(f"{k:<{width}}  {v}" for k, v in summary.items()))

@@ -1,0 +1,53 @@
+"""Loss-curve plot (PNG) from the CSV logs of a run.
+
+from lit_llm.plot import plot_loss_curve
+plot_loss_curve("runs/demo")   # -> runs/demo/loss_curve.png
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    """All rows of every `logs/version_*/metrics.csv` under run_dir, in version order."""
+    rows: list[dict] = []
+    paths = sorted(
+        Path(run_dir).glob("logs/version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[1])
+    )
+    for path in paths:
+        with open(path, newline="") as f:
+            rows.extend(csv.DictReader(f))
+    return rows
+
+
+def series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
+    points = {int(r["step"]): float(r[key]) for r in rows if r.get(key) not in (None, "")}
+    steps = sorted(points)
+    return steps, [points[s] for s in steps]
+
+
+def plot_loss_curve(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Training and validation loss against optimizer step, saved as a PNG next to the logs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_metrics(run_dir)
+    out = Path(out) if out else Path(run_dir) / "loss_curve.png"
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    for key, style in (("train/loss", "-"), ("val/loss", "o-")):
+        steps, values = series(rows, key)
+        if steps:
+            ax.plot(steps, values, style, label=key, markersize=4)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("cross-entropy (nats/token)")
+    ax.set_title(f"lit-llm: {Path(run_dir).name}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out

@@ -1,0 +1,103 @@
+"""`lit-llm generate`, `lit-llm export`, `--help` and the package layout, on a real tiny checkpoint."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from lit_llm.checkpoint import load_gpt
+from lit_llm.cli import main
+from lit_llm.errors import UserError
+from lit_llm.plot import plot_loss_curve
+from tests.helpers import make_text_folder
+from tests.test_training import TINY
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cmd")
+    data = make_text_folder(root)
+    main(
+        [
+            "fit",
+            *TINY,
+            "--data.path",
+            str(data),
+            "--trainer.max_steps",
+            "6",
+            "--trainer.val_check_interval",
+            "3",
+            "--trainer.default_root_dir",
+            str(root / "run"),
+        ]
+    )
+    return root / "run"
+
+
+def test_generate_prints_a_continuation(run, capsys):
+    main(
+        [
+            "generate",
+            "--ckpt_path",
+            str(run),
+            "--prompt",
+            "The quick",
+            "--max_new_tokens",
+            "10",
+            "--seed",
+            "1",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert out.startswith("The quick") and len(out) > len("The quick")
+
+
+def test_export_loads_with_transformers_and_matches(run, tmp_path):
+    main(["export", "--ckpt_path", str(run), "--out", str(tmp_path / "hf")])
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
+    tok = AutoTokenizer.from_pretrained(tmp_path / "hf")
+    gpt, _ = load_gpt(run)
+    ids = torch.tensor([tok.encode("To be, or not to be")])
+    with torch.no_grad():
+        assert (model(ids).logits - gpt(ids)).abs().max() < 1e-4
+    assert tok.eos_token == "<|endoftext|>" and model.config.eos_token_id == tok.eos_token_id
+
+
+def test_loss_curve_plot(run):
+    png = plot_loss_curve(run)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_missing_and_foreign_checkpoints_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="no checkpoint"):
+        load_gpt(tmp_path)
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="not a readable checkpoint"):
+        load_gpt(bad)
+
+
+def test_unknown_command_is_one_line(capsys):
+    with pytest.raises(SystemExit):
+        main(["data", "frobnicate"])
+    assert "unknown command" in capsys.readouterr().err
+
+
+def test_console_script_help_and_installed_callbacks(tmp_path):
+    exe = [sys.executable, "-m", "lit_llm.cli"]
+    assert "commands:" in subprocess.run([*exe, "--help"], capture_output=True, text=True).stdout
+    assert (
+        "--max_new_tokens"
+        in subprocess.run([*exe, "generate", "--help"], capture_output=True, text=True).stdout
+    )
+    # From outside the repository: lit_llm.callbacks resolves into the package, no top-level `callbacks`.
+    code = (
+        "import importlib.util, lit_llm.callbacks as c; print(c.__file__); "
+        "print(importlib.util.find_spec('callbacks'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path
+    ).stdout.split()
+    assert out[0].endswith("callbacks/__init__.py") and out[1] == "None"
