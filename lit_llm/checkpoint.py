@@ -28,22 +28,65 @@ def resolve_checkpoint(path: str | Path) -> Path:
     """A checkpoint file, or `last.ckpt` inside a run folder / its checkpoints folder."""
     path = Path(path)
     for candidate in (path, path / "checkpoints" / "last.ckpt", path / "last.ckpt"):
-        if candidate.is_file():
+        if candidate.is_file() or is_sharded(candidate):
             return candidate
     raise UserError(
         f"{path}: no checkpoint there (give a .ckpt file or a run folder with checkpoints/last.ckpt)"
     )
 
 
-def load_gpt(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[GPT, CheckpointInfo]:
-    """The GPT in a LitLLM checkpoint (eval mode) and what the checkpoint says about its run."""
+SHARDED_METADATA = "meta.pt"  # what Lightning's ModelParallelStrategy writes next to the DCP shards
+
+
+def is_sharded(path: Path) -> bool:
+    return path.is_dir() and (path / SHARDED_METADATA).is_file()
+
+
+def consolidate_sharded(path: str | Path, out: str | Path | None = None) -> dict:
+    """Merge a sharded (distributed checkpoint) folder into one checkpoint dict; save it to `out` if given.
+
+    The result has the layout of a single-device Lightning checkpoint (`state_dict`,
+    `optimizer_states`, loops, `lit_llm`, ...), so `load_gpt`, `lit-llm export` and a
+    single-process `--ckpt_path` resume all accept it.
+    """
+    import tempfile
+
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    path = Path(path)
+    if not is_sharded(path):
+        raise UserError(f"{path}: not a sharded checkpoint folder (no {SHARDED_METADATA})")
+    with tempfile.TemporaryDirectory() as tmp:
+        dcp_to_torch_save(path, Path(tmp) / "full.pt")
+        shards = torch.load(Path(tmp) / "full.pt", map_location="cpu", weights_only=True)
+    ckpt = torch.load(path / SHARDED_METADATA, map_location="cpu", weights_only=True)
+    ckpt["state_dict"] = shards.pop("state_dict")
+    ckpt["optimizer_states"] = [shards[k] for k in sorted(k for k in shards if k.startswith("optimizer_"))]
+    if out is not None:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp_out = out.with_name(f".{out.name}.tmp")
+        torch.save(ckpt, tmp_out)
+        tmp_out.replace(out)
+    return ckpt
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[Path, dict]:
+    """The checkpoint dict at path (a file, a run folder or a sharded folder); a UserError if unreadable."""
     file = resolve_checkpoint(path)
+    if is_sharded(file):
+        return file, consolidate_sharded(file)
     try:
-        ckpt = torch.load(file, map_location=map_location, weights_only=True)
+        return file, torch.load(file, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises many types for truncated or foreign files
         raise UserError(
             f"{file}: not a readable checkpoint ({type(err).__name__}: {str(err)[:200]})"
         ) from None
+
+
+def load_gpt(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[GPT, CheckpointInfo]:
+    """The GPT in a LitLLM checkpoint (eval mode) and what the checkpoint says about its run."""
+    file, ckpt = read_checkpoint(path, map_location)
     extra = ckpt.get("lit_llm")
     if extra is None or "model_config" not in extra:
         raise UserError(f"{file}: not a lit-llm checkpoint (no model config inside)")
@@ -62,3 +105,16 @@ def load_gpt(path: str | Path, map_location: str | torch.device = "cpu") -> tupl
         Path(tokenizer) if tokenizer else None,
     )
     return gpt.eval(), info
+
+
+def convert_command(ckpt_path: str, out: str) -> None:
+    """Merge a sharded FSDP2 checkpoint folder (ModelParallelStrategy) into one single-file checkpoint.
+
+    Args:
+        ckpt_path: Sharded checkpoint folder (holds *.distcp files and meta.pt), or a run folder whose
+            checkpoints/last.ckpt is one.
+        out: Output .ckpt file: loadable by `lit-llm generate/export/evaluate` and resumable on one device.
+    """
+    file = resolve_checkpoint(ckpt_path)
+    consolidate_sharded(file, out)
+    print(f"consolidated {file} -> {out}")

@@ -24,6 +24,7 @@ PLAIN_COMMANDS: dict[tuple[str, ...], str] = {
     ("data", "prepare"): "lit_llm.data.prepare:prepare_command",
     ("data", "inspect"): "lit_llm.data.inspect:inspect_command",
     ("data", "merge"): "lit_llm.data.prepare:merge_command",
+    ("checkpoint", "convert"): "lit_llm.checkpoint:convert_command",
     ("generate",): "lit_llm.generate:generate_command",
     ("export",): "lit_llm.export:export_command",
     ("evaluate",): "lit_llm.eval.command:evaluate_command",

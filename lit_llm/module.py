@@ -88,6 +88,7 @@ class LitLLM(LightningModule):
         z_loss: float = 0.0,
         compile: bool = False,
         activation_checkpointing: bool = False,
+        fsdp_param_dtype: Literal["float32", "bfloat16", "float16"] | None = None,
     ) -> None:
         """
         Args:
@@ -98,6 +99,8 @@ class LitLLM(LightningModule):
             z_loss: Weight of the z-loss (log Z)^2 that keeps the softmax normaliser near 1 (PaLM uses 1e-4).
             compile: torch.compile each transformer block.
             activation_checkpointing: Recompute each block's activations in backward (less memory, ~30% more compute).
+            fsdp_param_dtype: Under FSDP2 (ModelParallelStrategy): dtype parameters are gathered and computed in
+                (mixed precision policy; gradients are reduced in float32). None keeps the parameters' dtype.
         """
         super().__init__()
         arch = arch or ModelConfig()
@@ -107,6 +110,7 @@ class LitLLM(LightningModule):
         self.optimizer_config = optimizer or OptimizerConfig()
         self.schedule_config = schedule or ScheduleConfig()
         self.z_loss, self.compile, self.activation_checkpointing = z_loss, compile, activation_checkpointing
+        self.fsdp_param_dtype = fsdp_param_dtype
         # No save_hyperparameters(): LightningCLI would silently replace the command line's model
         # config with the checkpoint's on resume. The config is stored in on_save_checkpoint and a
         # mismatch is refused in on_load_checkpoint.
@@ -125,6 +129,10 @@ class LitLLM(LightningModule):
     # ---- model set-up ----------------------------------------------------------------
 
     def configure_model(self) -> None:
+        """Activation checkpointing, torch.compile and FSDP2 sharding, each applied once per block."""
+        if getattr(self, "_model_configured", False):
+            return  # Lightning calls this on every fit/validate; wrapping twice would nest wrappers
+        self._model_configured = True
         if self.activation_checkpointing:
             from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (
                 apply_activation_checkpointing,
@@ -134,6 +142,23 @@ class LitLLM(LightningModule):
         if self.compile:
             for block in self.model.blocks:
                 block.compile()
+        if self.device_mesh is not None:
+            self._shard_with_fsdp2()
+
+    def _shard_with_fsdp2(self) -> None:
+        """fully_shard each block, then the root (embedding, final norm, LM head), over the data-parallel mesh."""
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+        mesh = self.device_mesh
+        mesh = mesh["data_parallel"] if "data_parallel" in (mesh.mesh_dim_names or ()) else mesh
+        policy = MixedPrecisionPolicy()
+        if self.fsdp_param_dtype is not None:
+            policy = MixedPrecisionPolicy(
+                param_dtype=getattr(torch, self.fsdp_param_dtype), reduce_dtype=torch.float32
+            )
+        for block in self.model.blocks:
+            fully_shard(block, mesh=mesh, mp_policy=policy)
+        fully_shard(self.model, mesh=mesh, mp_policy=policy)
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
@@ -172,7 +197,14 @@ class LitLLM(LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.loss(self(batch["input_ids"]), batch["labels"])
         self.tokens_seen += batch["input_ids"].numel() * self.trainer.world_size
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        self.log(
+            "train/loss",
+            loss,
+            prog_bar=True,
+            on_step=True,
+            on_epoch=False,
+            sync_dist=self.trainer.world_size > 1,
+        )
         self.log("train/tokens", float(self.tokens_seen), on_step=True, on_epoch=False)
         return loss
 
@@ -220,12 +252,17 @@ class LitLLM(LightningModule):
         tokens = self.val_tokens.compute()
         if tokens > 0:
             val_loss = self.val_nll.compute() / tokens
-            self.log("val/loss", val_loss, prog_bar=True, sync_dist=False)
-            self.log("val/ppl", torch.exp(val_loss), sync_dist=False)
+            self.log(
+                "val/loss", val_loss, prog_bar=True, sync_dist=True
+            )  # already global; silences a warning
+            self.log("val/ppl", torch.exp(val_loss), sync_dist=True)
             num_bytes = int(self.val_bytes.compute())
             if num_bytes:
                 self.log(
-                    "val/bpb", bits_per_byte(float(self.val_byte_nll.compute()), num_bytes), prog_bar=True
+                    "val/bpb",
+                    bits_per_byte(float(self.val_byte_nll.compute()), num_bytes),
+                    prog_bar=True,
+                    sync_dist=True,
                 )
         for metric in (self.val_nll, self.val_tokens, self.val_bytes, self.val_byte_nll):
             metric.reset()

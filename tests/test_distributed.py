@@ -1,0 +1,183 @@
+"""Real multi-process training on CPU (gloo): DDP parity, FSDP2 sharded checkpoints, a two-node torchrun launch."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lit_llm.checkpoint import load_gpt
+from tests.helpers import make_text_folder
+from tests.test_training import TINY, train_losses
+
+ROOT = Path(__file__).resolve().parents[1]
+QUIET = ["--trainer.val_check_interval", "100", "--trainer.limit_val_batches", "2"]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_text_folder(tmp_path_factory.mktemp("dist"))
+
+
+def lit_llm(
+    args: list[str], launcher: list[str] | None = None, timeout: int = 300
+) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = launcher or [sys.executable, "-m", "lit_llm.cli"]
+    proc = subprocess.run([*cmd, *args], env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+def sample_log_config(path: Path) -> Path:
+    path.write_text(
+        json.dumps(
+            {
+                "trainer": {
+                    "callbacks": [
+                        {
+                            "class_path": "tests.killer.RecordSamples",
+                            "init_args": {"path": str(path.parent / "samples")},
+                        }
+                    ]
+                }
+            }
+        )
+    )
+    return path
+
+
+def test_two_process_ddp_matches_one_process_with_the_same_global_batch(data, tmp_path):
+    common = ["fit", *TINY, *QUIET, "--data.path", str(data), "--trainer.max_steps", "5"]
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    lit_llm(
+        [
+            *common,
+            "--data.batch_size",
+            "4",
+            "--trainer.default_root_dir",
+            str(tmp_path / "one"),
+            "--config",
+            str(sample_log_config(tmp_path / "one" / "cb.json")),
+        ]
+    )
+    lit_llm(
+        [
+            *common,
+            "--data.batch_size",
+            "2",
+            "--trainer.devices",
+            "2",
+            "--trainer.strategy",
+            "ddp",
+            "--trainer.default_root_dir",
+            str(tmp_path / "two"),
+            "--config",
+            str(sample_log_config(tmp_path / "two" / "cb.json")),
+        ]
+    )
+    one, two = train_losses(tmp_path / "one"), train_losses(tmp_path / "two")
+    assert sorted(one) == sorted(two) == list(range(5))
+    for step in one:  # same samples, gradients averaged over the same 4 rows; float sums differ in order only
+        assert abs(float(one[step]) - float(two[step])) < 1e-4, (step, one, two)
+    ranks = [json.loads((tmp_path / "two" / "samples" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert not set(ranks[0]) & set(ranks[1])
+    assert sorted(ranks[0] + ranks[1]) == sorted(
+        json.loads((tmp_path / "one" / "samples" / "rank0.json").read_text())
+    )
+
+
+def test_fsdp2_trains_saves_sharded_resumes_and_exports(data, tmp_path):
+    strategy = [
+        "--trainer.devices",
+        "2",
+        "--trainer.strategy.class_path",
+        "lightning.pytorch.strategies.ModelParallelStrategy",
+    ]
+    run = tmp_path / "run"
+    common = [
+        "fit",
+        *TINY,
+        *QUIET,
+        *strategy,
+        "--data.path",
+        str(data),
+        "--data.batch_size",
+        "2",
+        "--trainer.default_root_dir",
+        str(run),
+    ]
+    lit_llm([*common, "--trainer.max_steps", "4"])
+    last = run / "checkpoints" / "last.ckpt"
+    assert last.is_dir() and (last / "meta.pt").exists() and len(list(last.glob("*.distcp"))) == 2
+    lit_llm([*common, "--trainer.max_steps", "7", "--ckpt_path", "last"])
+    assert max(train_losses(run)) == 6
+    gpt, info = load_gpt(run)
+    assert info.global_step == 7
+    lit_llm(["checkpoint", "convert", "--ckpt_path", str(run), "--out", str(tmp_path / "full.ckpt")])
+    lit_llm(["export", "--ckpt_path", str(tmp_path / "full.ckpt"), "--out", str(tmp_path / "hf")])
+    assert (tmp_path / "hf" / "model.safetensors").exists()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_node_torchrun_launch_on_loopback(data, tmp_path):
+    port = free_port()
+    args = [
+        "fit",
+        *TINY,
+        *QUIET,
+        "--data.path",
+        str(data),
+        "--data.batch_size",
+        "2",
+        "--trainer.max_steps",
+        "3",
+        "--trainer.num_nodes",
+        "2",
+        "--trainer.devices",
+        "1",
+        "--trainer.strategy",
+        "ddp",
+        "--trainer.default_root_dir",
+        str(tmp_path / "run"),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    agents = []
+    for node in (0, 1):
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nnodes",
+            "2",
+            "--nproc_per_node",
+            "1",
+            "--node_rank",
+            str(node),
+            "--rdzv_backend",
+            "c10d",
+            "--rdzv_endpoint",
+            f"127.0.0.1:{port}",
+            "--rdzv_id",
+            "litllm-test",
+            "-m",
+            "lit_llm.cli",
+            *args,
+        ]
+        agents.append(
+            subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        )
+    results = [a.communicate(timeout=300) for a in agents]
+    for agent, (_, err) in zip(agents, results):
+        assert agent.returncode == 0, err[-4000:]
+    assert max(train_losses(tmp_path / "run")) == 2
