@@ -49,12 +49,39 @@ def _resolve(argv: list[str]) -> tuple[str | None, list[str]]:
     return None, argv
 
 
+def _list_params(func) -> set[str]:
+    """Names of the function's parameters whose type admits a list."""
+    import inspect
+
+    return {name for name, p in inspect.signature(func).parameters.items() if "list" in str(p.annotation)}
+
+
+def _gather_list_values(args: list[str], list_params: set[str]) -> list[str]:
+    """Rewrite `--name a b c` into `--name ["a", "b", "c"]` for list parameters (jsonargparse takes one value)."""
+    import json
+
+    out, i = [], 0
+    while i < len(args):
+        arg = args[i]
+        name = arg[2:] if arg.startswith("--") and "=" not in arg else None
+        if name in list_params:
+            values = []
+            while i + 1 < len(args) and not args[i + 1].startswith("--"):
+                values.append(args[i + 1])
+                i += 1
+            out += [arg, json.dumps(values) if len(values) > 1 else (values[0] if values else "")]
+        else:
+            out.append(arg)
+        i += 1
+    return out
+
+
 def _run_plain(target: str, args: list[str], prog: str) -> None:
     from jsonargparse import CLI
 
     module_name, func_name = target.split(":")
     func = getattr(importlib.import_module(module_name), func_name)
-    CLI(func, args=args, prog=prog, as_positional=False)
+    CLI(func, args=_gather_list_values(args, _list_params(func)), prog=prog, as_positional=False)
 
 
 def main(argv: list[str] | None = None) -> None:
