@@ -143,6 +143,17 @@ class Tokenizer:
     def decode(self, ids: Iterable[int]) -> str:
         return self._plain.decode(list(ids), skip_special_tokens=False)
 
+    def token_byte_lengths(self) -> list[int]:
+        """UTF-8 bytes each id decodes to; 0 for special tokens (for bits-per-byte metrics).
+
+        In a byte-level BPE each character of a token's string stands for exactly one byte.
+        """
+        lengths = [0] * self.vocab_size
+        special = set(self.special_tokens)
+        for token, i in self._plain.get_vocab(with_added_tokens=True).items():
+            lengths[i] = 0 if token in special else len(token)
+        return lengths
+
     def token_to_id(self, token: str) -> int | None:
         return self._special.token_to_id(token)
 

@@ -261,23 +261,16 @@ class LitDataModule(LightningDataModule):
 
 
 def token_byte_lengths(tokenizer_dir, vocab_size: int) -> np.ndarray | None:
-    """Bytes each token id decodes to (special tokens 0), for validation bits per byte.
+    """Bytes each token id decodes to (special tokens 0), or None when the tokenizer folder is gone."""
+    from lit_llm.tokenizer import load_tokenizer
 
-    In a byte-level BPE every character of a token's string stands for exactly one byte.
-    """
-    from pathlib import Path
-
-    from tokenizers import Tokenizer
-
-    path = Path(tokenizer_dir) / "tokenizer.json"
-    if not path.exists():
+    try:
+        lengths = load_tokenizer(tokenizer_dir).token_byte_lengths()
+    except UserError:
         return None
-    tokenizer = Tokenizer.from_file(str(path))
-    special = {t.content for t in tokenizer.get_added_tokens_decoder().values() if t.special}
-    lengths = np.zeros(max(vocab_size, tokenizer.get_vocab_size()), dtype=np.int64)
-    for token, i in tokenizer.get_vocab(with_added_tokens=True).items():
-        lengths[i] = 0 if token in special else len(token)
-    return lengths
+    out = np.zeros(max(vocab_size, len(lengths)), dtype=np.int64)
+    out[: len(lengths)] = lengths
+    return out
 
 
 def bits_per_byte(nll_sum: float, num_bytes: int) -> float:
