@@ -22,8 +22,8 @@ Near-duplicate: MinHash of the set of word 5-grams, LSH banding, union-find clus
 
 Memory: signatures are computed per document (or per batch) in workers; only the band keys
 (8 x bands = 112 bytes per document) are kept, in an on-disk array (`BandKeyWriter`, read as an
-np.memmap of N x bands uint64). Clustering holds about 40 bytes per document (parent array,
-one key column, its argsort), never the signatures or the texts. Same as datatrove, candidates
+np.memmap of N x bands uint64). Clustering holds about 32 bytes per document (parent array,
+one key column, its argsort, the sorted column), never the signatures or the texts. Same as datatrove, candidates
 are not verified against the full signature.
 
     hasher = MinHasher(MinHashConfig())
@@ -305,14 +305,23 @@ def near_duplicate_mask(
     alive = np.ones(n, dtype=bool) if alive is None else np.asarray(alive, dtype=bool)
     if len(alive) != n:
         raise UserError(f"alive mask has {len(alive)} entries for {n} documents")
-    idx = np.nonzero(alive)[0]
+    idx = None if alive.all() else np.nonzero(alive)[0]
     parent = np.arange(n, dtype=np.int64)
     for band in range(cfg.bands):
-        col = _band_column(keys, band)[idx]
-        order = np.argsort(col, kind="stable")
-        same = col[order[1:]] == col[order[:-1]]
-        _union(parent, idx[order[:-1][same]], idx[order[1:][same]])
-        del col, order, same
+        # Peak per document: parent, key column, argsort, sorted column = 4 x 8 bytes.
+        col = _band_column(keys, band)
+        if idx is not None:
+            col = col[idx]
+        order = np.argsort(col)
+        col = col[order]
+        same = col[1:] == col[:-1]
+        del col
+        a, b = order[:-1][same], order[1:][same]
+        del order, same
+        if idx is not None:
+            a, b = idx[a], idx[b]
+        _union(parent, a, b)
+    idx = np.nonzero(alive)[0]
     roots = _roots(parent, np.arange(n))
     keep = alive & (roots == np.arange(n))
     sizes = np.bincount(roots[idx], minlength=n) if n else np.zeros(0, dtype=np.int64)

@@ -77,8 +77,7 @@ _SPLITTABLE = r"""()\[\]{}<>"'`,;:!?#*&_%$£€¥“”‘’«»„‚…"""  #
 
 WORD_TOKEN_RE = re.compile(
     rf"""
-      [Cc](?<![\w'’].)an(?=not(?!\w))                  # cannot -> can not
-    | \w+(?=[)\]}}"!?,;:]*(?:\s|$))                     # fast path: a plain word
+      \w+(?=[)\]}}"!?,;:]*(?:\s|$))                     # fast path: a plain word
     | [,;!?()"\[\]]                                    # fast path: common punctuation
     | https?://[^\s<>"']*[^\s<>"'.,;:!?)\]]          # URL
     | (?:[^\W\d_]\.){{2,}}                            # U.S.  e.g.  a.m.
@@ -94,13 +93,37 @@ WORD_TOKEN_RE = re.compile(
     | (?<!\S)-+\w+                                     # --to (a leading dash stays on)
     | \w+(?:&\w+)+                                     # R&D
     | \w+(?:{_GLUE}\w+)+                               # f(x  a+b  sir,'tis  back,--that
-    | \w+(?:['’]\w+)*(?:\.(?=[a-z\d_])\w+)*(?:(?<!\d)-(?=\d)\w+)*(?:[,;]?-+(?!\S)|¡+)?  # word, o'er, B-17, low-
+    | \w+(?:['’]\w+)*(?:\.(?=[a-z\d_])\w+)*(?:(?<!\d)-(?=\d)\w+)*(?:[,;:!?]?-+(?!\S)|¡+)?  # word, o'er, B-17, low-
     | (?<!\S)[^\w\s{_SPLITTABLE}]*[@\-/\\|~^+=][^\w\s]*(?!\S)  # pure-symbol chunk: @-@  --  =>
     | \.{{2,}}|-{{2,}}|…+|''                            # ellipsis and dash runs
     | [^\w\s]                                         # any other symbol, one per token
     """,
     re.VERBOSE,
 )
+# Contractions written without an apostrophe that spaCy still splits ("dont" -> "do nt").
+_SPLIT_FORMS_TEXT = (
+    "ai|nt are|nt can|not ca|nt ca|nt|ve could|nt could|nt|ve could|ve dare|nt did|nt did|nt|ve "
+    "does|nt does|nt|ve do|nt do|nt|ve gon|na got|ta had|nt had|nt|ve has|nt have|nt he|d he|d|ve "
+    "he|ll|ve he|s how|d how|d|ve how|ll how|ll|ve how|re how|s how|ve i|d i|d|ve i|ll|ve i|m "
+    "i|m|a is|nt it|d it|d|ve it|ll it|ll|ve i|ve may|nt may|nt|ve might|nt might|nt|ve might|ve "
+    "must|nt must|nt|ve must|ve need|nt need|nt|ve not|ve ought|nt ought|nt|ve sha|nt sha|nt|ve "
+    "she|d|ve she|ll|ve she|s should|nt should|nt|ve should|ve that|d that|d|ve that|ll "
+    "that|ll|ve that|s there|d there|d|ve there|ll there|ll|ve there|re there|s there|ve these|d "
+    "these|d|ve these|ll these|ll|ve these|re these|ve they|d they|d|ve they|ll they|ll|ve "
+    "they|re they|ve this|d this|d|ve this|ll this|ll|ve this|s those|d those|d|ve those|ll "
+    "those|ll|ve those|re those|ve was|nt we|d we|d|ve we|ll|ve were|nt we|ve what|d what|d|ve "
+    "what|ll what|ll|ve what|re what|s what|ve when|d when|d|ve when|ll when|ll|ve when|re when|s "
+    "when|ve where|d where|d|ve where|ll where|ll|ve where|re where|s where|ve who|d who|d|ve "
+    "who|ll who|ll|ve who|s who|ve why|d why|d|ve why|ll why|ll|ve why|re why|s why|ve wo|nt "
+    "wo|nt|ve would|nt would|nt|ve would|ve y|all you|d you|d|ve you|ll you|ll|ve you|re you|ve"
+)
+_SPLIT_FORMS = {
+    form.replace("|", "").capitalize() if cap else form.replace("|", ""): tuple(
+        (form.capitalize() if cap else form).split("|")
+    )
+    for form in _SPLIT_FORMS_TEXT.split()
+    for cap in (False, True)
+}
 _CONTENT_WORD_RE = re.compile(r"\w+")
 _WHITESPACE_RE = re.compile(r"\s+")
 
@@ -139,6 +162,8 @@ _CHUNK_CACHE_MAX = 500_000  # entries (about 100 MB at worst); cleared when full
 
 def _tokenize_chunk(chunk: str) -> tuple[str, ...]:
     tokens = tuple(WORD_TOKEN_RE.findall(chunk))
+    if any(t in _SPLIT_FORMS for t in tokens):
+        tokens = tuple(part for t in tokens for part in _SPLIT_FORMS.get(t, (t,)))
     if len(_CHUNK_CACHE) >= _CHUNK_CACHE_MAX:
         _CHUNK_CACHE.clear()
     _CHUNK_CACHE[chunk] = tokens

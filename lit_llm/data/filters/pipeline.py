@@ -137,6 +137,8 @@ class FilterPipeline:
         ]
         self._seed = self.cfg.seed & 0xFFFF_FFFF_FFFF_FFFF
         self.state = self._empty_state()
+        self.rejected_by: str | None = None
+        """Name of the filter that dropped the last document (None: it was kept)."""
 
     def _empty_state(self) -> FilterState:
         return FilterState(filters={f.name: FilterCounts() for f in self.filters})
@@ -147,6 +149,7 @@ class FilterPipeline:
         st.documents_in += 1
         st.chars_in += len(text)
         doc = Doc(text)
+        self.rejected_by = None
         for flt in self.filters:
             counts = st.filters[flt.name]
             counts.documents_in += 1
@@ -157,6 +160,7 @@ class FilterPipeline:
                 counts.chars_removed += len(before)
                 counts.reasons[reason] += 1
                 self._sample(counts, reason, before, doc_id)
+                self.rejected_by = flt.name
                 return None
             if doc.text is not before:
                 counts.documents_modified += 1
