@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
+from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import SumMetric
 
 from lit_llm.data.datamodule import IGNORE_INDEX, bits_per_byte
@@ -176,6 +177,36 @@ class LitLLM(LightningModule):
         self.seq_len = seq_len or self.model_config.max_seq_len
         batch = getattr(datamodule, "batch_size", 1)
         self.flops_per_batch = self.model.flops_per_token(self.seq_len) * batch * self.seq_len
+
+    def on_fit_start(self) -> None:
+        """Log the batch arithmetic once: micro-batch x devices x nodes x accumulation = global batch."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        micro = getattr(datamodule, "batch_size", None)
+        if micro is None:
+            return
+        trainer = self.trainer
+        accumulation = trainer.accumulate_grad_batches
+        global_batch = micro * trainer.world_size * accumulation
+        layout = {
+            "batch/micro": micro,
+            "batch/world_size": trainer.world_size,
+            "batch/accumulation": accumulation,
+            "batch/global_samples": global_batch,
+            "batch/global_tokens": global_batch * self.seq_len,
+        }
+        for logger in trainer.loggers:
+            logger.log_hyperparams(layout)
+        saved_world = getattr(datamodule, "world_size_at_save", None)
+        note = ""
+        if saved_world is not None and saved_world != trainer.world_size:
+            note = (
+                f"; resumed from a run on {saved_world} processes: the sample stream continues at "
+                f"position {datamodule.position}, now interleaved over {trainer.world_size}"
+            )
+        rank_zero_info(
+            f"global batch = {micro} x {trainer.world_size} processes x {accumulation} accumulation = "
+            f"{global_batch} samples = {global_batch * self.seq_len:,} tokens per optimizer step{note}"
+        )
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         return self.model(idx)
