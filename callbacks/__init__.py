@@ -1,5 +1,6 @@
 """Lightning callbacks of the kit, installed as `lit_llm.callbacks` (one callback per file)."""
 
 from lit_llm.callbacks.progress import TrainingProgressBar
+from lit_llm.callbacks.throughput import TokenThroughput
 
-__all__ = ["TrainingProgressBar"]
+__all__ = ["TokenThroughput", "TrainingProgressBar"]

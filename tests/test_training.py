@@ -65,10 +65,18 @@ def train_losses(run: Path) -> dict[int, str]:
 
 def test_fit_logs_loss_and_validation_metrics(data, tmp_path):
     run = tmp_path / "run"
+    throughput = tmp_path / "throughput.yaml"
+    callback = {
+        "class_path": "lit_llm.callbacks.TokenThroughput",
+        "init_args": {"peak_flops": 6.7e10, "window_size": 5},
+    }
+    throughput.write_text(yaml.safe_dump({"trainer": {"callbacks": [callback]}}))
     main(
         [
             "fit",
             *TINY,
+            "--config",
+            str(throughput),
             "--data.path",
             str(data),
             "--trainer.max_steps",
@@ -88,6 +96,8 @@ def test_fit_logs_loss_and_validation_metrics(data, tmp_path):
     bpb = [float(r["val/bpb"]) for r in rows if r.get("val/bpb")]
     assert len(bpb) == 2 and 0 < bpb[-1] < bpb[0]
     assert (run / "checkpoints" / "last.ckpt").exists()
+    mfu = [float(r["train/device/mfu"]) for r in rows if r.get("train/device/mfu")]
+    assert mfu and all(0 < m < 1 for m in mfu)
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["global_step"] == 30 and ckpt["lit_llm"]["tokens_seen"] == 30 * 4 * 32
     datamodule_state = ckpt["LitDataModule"]
