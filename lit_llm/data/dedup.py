@@ -267,6 +267,8 @@ def _union(parent: np.ndarray, u: np.ndarray, v: np.ndarray) -> None:
     """Union the sets of u[i] and v[i] for all i: the larger root points to the smaller one.
     Conflicting writes in one round leave some pairs apart; the loop repeats until none is.
     Then every parent is replaced by its root (pointer doubling), so trees stay flat."""
+    if not len(u):
+        return
     while len(u):
         ru, rv = _roots(parent, u), _roots(parent, v)
         apart = ru != rv
@@ -279,12 +281,23 @@ def _union(parent: np.ndarray, u: np.ndarray, v: np.ndarray) -> None:
         parent[:] = grand
 
 
-def _band_column(keys: np.ndarray, band: int, chunk: int = 1 << 20) -> np.ndarray:
-    """Copy one band column out of an N x bands (memory-mapped) array, a chunk of rows at a time."""
-    col = np.empty(len(keys), dtype=np.uint64)
-    for s in range(0, len(keys), chunk):
-        col[s : s + chunk] = keys[s : s + chunk, band]
-    return col
+def _band_columns(source: np.ndarray | Path, n: int, bands: int, chunk_rows: int = 1 << 16):
+    """Yield each band's key column (N uint64). From a file the rows are read in small chunks,
+    once per band (no memory map, so the page cache never counts as this process' memory)."""
+    for band in range(bands):
+        col = np.empty(n, dtype=np.uint64)
+        if isinstance(source, Path):
+            buf = np.empty((chunk_rows, bands), dtype="<u8")
+            with open(source, "rb") as fh:
+                for s in range(0, n, chunk_rows):
+                    rows = buf[: min(chunk_rows, n - s)]
+                    if fh.readinto(rows) != rows.nbytes:
+                        raise UserError(f"{source}: shorter than {n} rows of band keys")
+                    col[s : s + len(rows)] = rows[:, band]
+        else:
+            for s in range(0, n, chunk_rows):
+                col[s : s + chunk_rows] = source[s : s + chunk_rows, band]
+        yield col
 
 
 def near_duplicate_mask(
@@ -294,22 +307,23 @@ def near_duplicate_mask(
 ) -> tuple[np.ndarray, dict]:
     """Cluster documents that share a band key; return (keep mask over all N documents, stats).
 
-    `alive` (bool, N) excludes documents already removed (filters, exact dedup): they neither
-    join clusters nor are kept. In each cluster the smallest index is kept."""
+    `band_keys_or_path`: an N x bands array, or a `BandKeyWriter` file. `alive` (bool, N)
+    excludes documents already removed (filters, exact dedup): they neither join clusters nor
+    are kept. In each cluster the smallest index is kept. Memory: 32 bytes per document (parent,
+    one key column, its argsort and the sorted column), 40 with `alive`."""
     cfg = cfg or MinHashConfig()
     if isinstance(band_keys_or_path, (str, Path)):
-        keys = open_band_keys(band_keys_or_path, cfg.bands)
+        source: np.ndarray | Path = Path(band_keys_or_path)
+        n = len(open_band_keys(source, cfg.bands))
     else:
-        keys = np.asarray(band_keys_or_path).reshape(-1, cfg.bands)
-    n = len(keys)
+        source = np.asarray(band_keys_or_path).reshape(-1, cfg.bands)
+        n = len(source)
     alive = np.ones(n, dtype=bool) if alive is None else np.asarray(alive, dtype=bool)
     if len(alive) != n:
         raise UserError(f"alive mask has {len(alive)} entries for {n} documents")
     idx = None if alive.all() else np.nonzero(alive)[0]
     parent = np.arange(n, dtype=np.int64)
-    for band in range(cfg.bands):
-        # Peak per document: parent, key column, argsort, sorted column = 4 x 8 bytes.
-        col = _band_column(keys, band)
+    for col in _band_columns(source, n, cfg.bands):
         if idx is not None:
             col = col[idx]
         order = np.argsort(col)
@@ -321,13 +335,14 @@ def near_duplicate_mask(
         if idx is not None:
             a, b = idx[a], idx[b]
         _union(parent, a, b)
-    idx = np.nonzero(alive)[0]
-    roots = _roots(parent, np.arange(n))
-    keep = alive & (roots == np.arange(n))
-    sizes = np.bincount(roots[idx], minlength=n) if n else np.zeros(0, dtype=np.int64)
+    # `_union` leaves every parent a root: the smallest index of its cluster.
+    keep = parent == np.arange(n)
+    keep &= alive
+    sizes = np.bincount(parent, minlength=1)  # removed documents are clusters of one
+    n_alive = int(alive.sum())
     stats = {
-        "documents_in": int(alive.sum()),
-        "near_duplicates_removed": int(alive.sum() - keep.sum()),
+        "documents_in": n_alive,
+        "near_duplicates_removed": n_alive - int(keep.sum()),
         "clusters": int((sizes >= 2).sum()),
         "largest_cluster": int(sizes.max()) if n else 0,
         **describe_minhash(cfg),
