@@ -240,10 +240,12 @@ def _stage_seconds(chunks: _Chunks, tasks: list[dict], merge_seconds: dict) -> d
         "read": round(sum(t["seconds"]["read"] for t in tasks), 3),
         **{name: round(cpu[name], 3) for name in STAGES},
         "tasks_wall": round(max(t["seconds"]["wall"] for t in tasks), 3),
+        "tasks_parent_cpu": round(sum(t["seconds"]["parent_cpu"] for t in tasks), 3),
         "merge": {k: round(v, 3) for k, v in merge_seconds.items()},
         "units": "seconds; read is the readers' time in the task processes (sum over tasks), filter/hash/"
         "minhash/tokenize are CPU seconds summed over worker processes, write is chunk writing, "
-        "tasks_wall the slowest task's wall time of its last run",
+        "tasks_wall the slowest task's wall time of its last run, tasks_parent_cpu the CPU time of "
+        "the task processes themselves (reading, batching, writing; summed over tasks)",
         "workers": tasks[0]["workers"], "num_tasks": len(tasks),
         "chunks": {"processed": sum(t["chunks_processed"] for t in tasks),
                    "skipped": sum(t["chunks_skipped"] for t in tasks)},

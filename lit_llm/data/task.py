@@ -373,7 +373,7 @@ def run_task(
     progress: bool = True,
 ) -> dict:
     """Process this task's share of the recipe's sources into chunk files; return (and save) its summary."""
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     tdir = task_dir(work, task_index, num_tasks)
     tdir.mkdir(parents=True, exist_ok=True)
     _remove_temp_files(tdir)
@@ -433,7 +433,8 @@ def run_task(
                      "chunks": len(list((tdir / f"s{s:03d}").glob("c*.pkl")))}
                     for s, src in enumerate(recipe.sources)],
         "log": [line for st in stats for line in st.log],
-        "seconds": {"read": items.seconds, "wait_for_workers": wait, "wall": time.perf_counter() - started},
+        "seconds": {"read": items.seconds, "wait_for_workers": wait, "wall": time.perf_counter() - started,
+                    "parent_cpu": time.process_time() - cpu_started},
     }  # fmt: skip
     atomic_write_bytes(tdir / "task.json", lambda f: f.write(json.dumps(summary, indent=1).encode()))
     return summary
