@@ -286,7 +286,7 @@ def merge_dataset(
     by_source, by_set = _filter_pipelines(recipe, chunks)
     for fs, pipe in by_set.items():
         pipe.write_rejected_samples(output / REJECTED / fs)
-    reads = [merge_stats(*(t["sources"][s]["read"] for t in tasks)) for s in range(len(recipe.sources))]
+    reads = [_merge_reads([t["sources"][s]["read"] for t in tasks]) for s in range(len(recipe.sources))]
     _write_log(output, tasks, recipe)
     if not keep.any():
         raise _nothing_left(recipe, reads, by_source, output)
@@ -306,6 +306,11 @@ def merge_dataset(
     if not keep_parts:
         shutil.rmtree(work, ignore_errors=True)
     return data
+
+
+def _merge_reads(reads: list[dict]) -> dict:
+    """Sum the tasks' read statistics; skipped folders once (every task walks the whole tree)."""
+    return {**merge_stats(*reads), "skipped_dirs": max(r.get("skipped_dirs", 0) for r in reads)}
 
 
 def _known_shards(output: Path, state: dict) -> dict:

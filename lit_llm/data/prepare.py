@@ -334,3 +334,13 @@ def expand_list_flags(args: list[str], flags: tuple[str, ...] = LIST_FLAGS) -> l
             out.append(args[i])
             i += 1
     return out
+
+
+def normalize_args(command: tuple[str, ...], args: list[str]) -> list[str]:
+    """Pre-process `lit-llm data ...` arguments for jsonargparse (one value per flag, no positionals):
+    `--input a b c` becomes one JSON list, and `data inspect|merge FOLDER` becomes `--folder|--output FOLDER`."""
+    args = expand_list_flags(list(args))
+    positional = {("data", "inspect"): "--folder", ("data", "merge"): "--output"}.get(tuple(command))
+    if positional and args and not args[0].startswith("-"):
+        args = [positional, *args]
+    return args

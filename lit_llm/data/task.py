@@ -197,6 +197,11 @@ class _Counts:
     sampled_out: int = 0
 
 
+def split_by_record(src: Source, num_files: int, num_tasks: int) -> bool:
+    """True when tasks share this source by record, not by file (it has fewer files than tasks)."""
+    return src.kind != "hf" and num_tasks > 1 and num_files < num_tasks
+
+
 def iter_items(
     src: Source,
     index: int,
@@ -207,11 +212,20 @@ def iter_items(
     num_tasks: int,
     max_doc_chars: int | None,
 ) -> Iterator[tuple]:
-    """(file, record, block, text, id) for each document (block) of this task's share of `src`."""
+    """(file, record, block, text, id) for each document (block) of this task's share of `src`.
+
+    The share is files[task_index::num_tasks]; a file source with fewer files than tasks is split by
+    record instead (every task reads its files, task i keeps the records with (file + record) % n == i,
+    and only task 0 counts what was read, so the merged read statistics count each record once)."""
     files = {str(p): i for i, (p, _) in enumerate(source_files(src))} if src.kind != "hf" else {}
+    by_record = split_by_record(src, len(files), num_tasks)
     rate = sample_rate(src)
     current, rec = None, -1
-    for doc in iter_documents(src, stats, strict, task_index, num_tasks):
+    if by_record:
+        docs = iter_documents(src, stats if task_index == 0 else ReadStats(), strict)
+    else:
+        docs = iter_documents(src, stats, strict, task_index, num_tasks)
+    for doc in docs:
         path = doc.meta.get("path")
         if path is None:  # a hub data set: records of this task's share of it
             file, rec = task_index, int(doc.meta.get("index", rec + 1))
@@ -219,6 +233,8 @@ def iter_items(
             if path != current:
                 current, rec = path, -1
             file, rec = files[path], rec + 1
+        if by_record and (file + rec) % num_tasks != task_index:
+            continue
         if rate < 1.0 and _unit(f"{src.name}:{file}:{rec}") >= rate:
             counts.sampled_out += 1
             continue
@@ -357,7 +373,10 @@ def _estimate_task_chars(recipe: Recipe, task_index: int, num_tasks: int) -> int
     for src in recipe.sources:
         if src.kind == "hf":
             return None
-        size = sum(p.stat().st_size for p, _ in source_files(src, task_index, num_tasks))
+        if split_by_record(src, len(source_files(src)), num_tasks):
+            size = sum(p.stat().st_size for p, _ in source_files(src)) / num_tasks
+        else:
+            size = sum(p.stat().st_size for p, _ in source_files(src, task_index, num_tasks))
         total += int(size * sample_rate(src))
     return total
 

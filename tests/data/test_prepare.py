@@ -20,9 +20,10 @@ import pytest
 
 from lit_llm.data.dedup import DedupConfig, MinHashConfig
 from lit_llm.data.filters import FilterConfig, FilterPipeline
-from lit_llm.data.prepare import expand_list_flags, merge_command, prepare_dataset
+from lit_llm.data.prepare import expand_list_flags, merge_command, normalize_args, prepare_dataset
 from lit_llm.data.recipe import SplitConfig
 from lit_llm.data.shards import Shard, ShardSet, sha256_file
+from lit_llm.data.task import load_chunk
 from lit_llm.errors import UserError
 from lit_llm.tokenizer import load_tokenizer, train_tokenizer
 
@@ -320,12 +321,15 @@ def test_scale_out_two_tasks_and_merge_equal_one_task(corpus, tmp_path, monkeypa
         summary = prepare(root, tok, out, shard_tokens=2000, chunk_chars=3000)
         assert summary["task_index"] == i and summary["num_tasks"] == 2
     assert not (out / "manifest.json").exists()
-    merge_command(str(out), progress=False)
+    merge_command(str(out), progress=False, keep_parts=True)
     two = json.loads((out / "manifest.json").read_text())
     assert checksums(out) == checksums(tmp_path / "one")  # the same documents, in the same order
-    for key in ("num_documents", "num_tokens", "dedup", "split"):
+    for key in ("num_documents", "num_tokens", "dedup", "split", "sources"):
         assert two[key] == one[key], key
     assert two["stages"]["num_tasks"] == 2
+    # web.jsonl is one file: both tasks took records of it (split by record, read statistics counted once)
+    for task in sorted((out / ".work").glob("task-*-of-00002")):
+        assert len(load_chunk(task / "s001" / "c00000")["records"]) > 0
 
 
 def test_merge_needs_every_task(corpus, tmp_path):
@@ -374,12 +378,34 @@ def test_cli_prepare_inspect_and_errors(corpus, tmp_path, capsys):
             ]
         )
     assert exit_info.value.code == 1 and "nope: no such file" in capsys.readouterr().err
-    assert expand_list_flags(["--input", "a", "b", "--output", "o"]) == [
+    expanded = expand_list_flags(["--input", "a", "b", "--output", "o"])
+    assert expanded == ["--input", '["a", "b"]', "--output", "o"]
+    # `--input PATH PATH` and `data inspect FOLDER` once the CLI passes its arguments through normalize_args
+    two = tmp_path / "two"
+    args = [
         "--input",
-        '["a", "b"]',
+        str(root / "prose"),
+        str(root / "web.jsonl"),
+        "--tokenizer",
+        str(tok),
         "--output",
-        "o",
+        str(two),
     ]
+    main(
+        [
+            "data",
+            "prepare",
+            *normalize_args(("data", "prepare"), args),
+            "--num_workers",
+            "0",
+            "--progress",
+            "false",
+        ]
+    )
+    assert [s["name"] for s in json.loads((two / "manifest.json").read_text())["sources"]] == ["prose", "web"]
+    capsys.readouterr()
+    main(["data", "inspect", *normalize_args(("data", "inspect"), [str(two), "--num_docs", "0"])])
+    assert "prose" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("recipe", sorted((REPO / "configs" / "data").glob("*.yaml")), ids=lambda p: p.stem)
