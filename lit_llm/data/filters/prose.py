@@ -113,8 +113,8 @@ class _NGrams:
         self.n = 1
 
     def advance(self) -> None:
-        """Go from (n-1)-grams to n-grams; afterwards `first_pos`, `counts` and `gid` describe
-        the n-grams at `pos` (first position of the same n-gram, its count, its id)."""
+        """Go from (n-1)-grams to n-grams; afterwards `ids`, `first_pos` and `counts` describe
+        the n-grams at `pos` (their id, the first position of the same n-gram, its count)."""
         n = self.n = self.n + 1
         ok = self.pos <= self.n_words - n
         pos, ids = self.pos[ok], self.ids[ok]
@@ -123,8 +123,8 @@ class _NGrams:
             keys, return_index=True, return_inverse=True, return_counts=True
         )
         inverse = inverse.reshape(-1)
-        self.first_pos, self.counts, self.gid = pos[first[inverse]], counts[inverse], inverse
         self.pos, self.ids = pos, inverse
+        self.first_pos, self.counts = pos[first[inverse]], counts[inverse]
 
     def prune(self) -> None:
         """Keep only positions whose n-gram repeats (the rest cannot repeat at n+1)."""
@@ -148,7 +148,7 @@ class _NGrams:
         seen: set[int] = set()  # n-gram ids with a visited occurrence at a candidate position
         dups: list[int] = []  # positions of repeats found (each skips the next n-1 positions)
         total, next_pos = 0, 0
-        for p, g, f in zip(self.pos[cand].tolist(), self.gid[cand].tolist(), self.first_pos[cand].tolist()):
+        for p, g, f in zip(self.pos[cand].tolist(), self.ids[cand].tolist(), self.first_pos[cand].tolist()):
             if p < next_pos:
                 continue
             k = bisect_left(dups, f) - 1  # the first occurrence was visited unless a repeat skipped it
