@@ -47,6 +47,8 @@ def _sources(m: dict) -> list[str]:
     header = ["source", "weight", "kind", "filters", "read", "filtered", "exact dup", "near dup", "kept",
               "train tok", "val tok"]  # fmt: skip
     lines = ["sources (documents; blocks count as documents after the read)", *_table(rows, header)]
+    lines += [f"  {s['name']}: max_chars left {_n(s['sampled_out'])} documents unused (a hash sample)"
+              for s in m.get("sources", []) if s.get("sampled_out")]  # fmt: skip
     lines += [f"  skipped {s['name']}: {s['reason']}" for s in m.get("skipped_sources", [])]
     return lines
 

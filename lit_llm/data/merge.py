@@ -10,9 +10,9 @@ task of a scale-out run. It reads the chunk files of all tasks (`lit_llm.data.ta
 3. near dedup: the band keys are gathered into one on-disk N x bands array in global order and
    clustered (`dedup.near_duplicate_mask`): the first document of each cluster is kept;
 4. split: documents of validation sources go to val; otherwise, with the hash split on,
-   xxh3_64(text, seed) / 2^64 < val_fraction sends a document to val (and when that leaves val
-   empty, the train document with the smallest hash goes there, so every corpus of two or more
-   documents has a validation set);
+   xxh3_64(text, seed) / 2^64 < val_fraction sends a document to val (and a source of two or more
+   documents left without one gives its document with the smallest hash, so every source, even
+   one huge file cut into blocks, has validation data);
 5. writes shards per (split, source) of about `shard_tokens` tokens (a shard closes at the first
    document boundary at or past the size), documents in global order; a shard already on disk
    with the checksum this merge recorded for it is kept, not rewritten;
@@ -129,15 +129,16 @@ def _split(recipe: Recipe, recs: np.ndarray, keep: np.ndarray) -> tuple[np.ndarr
     )
     val = keep & (role == "val")
     auto = keep & (role == "auto")
-    frac = recipe.split.val_fraction
+    frac, forced = recipe.split.val_fraction, 0
     if recipe.hash_split and frac > 0:
         threshold = np.uint64(min(int(frac * 2**64), 2**64 - 1))
         val |= auto & (recs["split"] < threshold)
-        if not val.any() and auto.sum() >= 2:
-            candidates = np.nonzero(auto)[0]
-            val[candidates[np.argmin(recs["split"][candidates])]] = True
-            return val, 1
-    return val, 0
+        for s in range(len(recipe.sources)):  # every source of 2+ documents gets a validation document
+            mine = np.nonzero(auto & (recs["source"] == s))[0]
+            if len(mine) >= 2 and not val[mine].any():
+                val[mine[np.argmin(recs["split"][mine])]] = True
+                forced += 1
+    return val, forced
 
 
 def _plan_shards(idx: np.ndarray, tokens: np.ndarray, shard_tokens: int) -> list[np.ndarray]:
@@ -406,8 +407,8 @@ def _manifest(
         "split": {
             "method": "hash" if recipe.hash_split else "sources",
             "val_fraction": split.val_fraction if recipe.hash_split else None, "seed": split.seed,
-            "rule": "val when xxh3_64(UTF-8 text after filters, seed) / 2^64 < val_fraction; at least one "
-                    "document when there are two or more" if recipe.hash_split else
+            "rule": "val when xxh3_64(UTF-8 text after filters, seed) / 2^64 < val_fraction; a source of "
+                    "2+ documents with none in val gives it the one with the smallest hash" if recipe.hash_split else
                     "documents of sources with split: val are validation, all others train",
             "val_sources": [s.name for s in recipe.sources if s.split == "val"],
             "forced_val_documents": forced, "max_doc_chars": split.max_doc_chars,

@@ -143,7 +143,11 @@ def test_end_to_end_round_trip_and_counts(corpus, tmp_path):
     assert sorted(docs["train"] + docs["val"]) == sorted(
         expected["kept"]
     )  # shards decode to the kept documents
-    assert docs["val"], "a validation set"
+    assert {e["source"] for e in m["shards"] if e["split"] == "val"} == {
+        "prose",
+        "web",
+        "code",
+    }  # one per source at least
     assert m["num_documents"] == len(expected["kept"]) and m["vocab_size"] == load_tokenizer(tok).vocab_size
     assert m["dtype"] == "uint16" and m["num_tokens"] == sum(e["num_tokens"] for e in m["shards"])
     assert m["dedup"]["exact_duplicates_removed"] == expected["exact"]
