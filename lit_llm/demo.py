@@ -12,26 +12,27 @@
 
 from __future__ import annotations
 
-import sysconfig
 import time
 from pathlib import Path
 
-from lit_llm.data.sources import SourceSpec
 from lit_llm.errors import UserError
 
-PROSE_CANDIDATES = ("../shared/data/tinyshakespeare/input.txt", "/usr/share/common-licenses")
+DEFAULT_RECIPE = Path(__file__).resolve().parents[1] / "configs" / "data" / "default.yaml"
 
 
-def default_sources(max_code_files: int | None = None) -> list[SourceSpec]:
-    """The built-in default corpus: the standard library's .py files, plus local prose when found."""
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    sources = [SourceSpec(paths=[str(stdlib)], name="stdlib", kind="code", extensions=[".py"], weight=1.0)]
-    for candidate in PROSE_CANDIDATES:
-        path = Path(candidate)
-        if path.exists():
-            sources.append(SourceSpec(paths=[str(path.resolve())], name="prose", kind="text", weight=1.0))
-            break
-    return sources
+def default_recipe() -> tuple[dict, list]:
+    """The built-in default data recipe (configs/data/default.yaml) and its sources present on this machine."""
+    import yaml
+
+    from lit_llm.data.recipe import resolve_sources, to_source
+
+    if not DEFAULT_RECIPE.exists():
+        raise UserError(
+            f"{DEFAULT_RECIPE}: default recipe not found; run the demo from a clone of the repository"
+        )
+    recipe = yaml.safe_load(DEFAULT_RECIPE.read_text(encoding="utf-8"))
+    sources, _ = resolve_sources([to_source(s) for s in recipe["sources"]])
+    return recipe, sources
 
 
 def fit_args(out: Path, data: Path, max_steps: int, max_minutes: float) -> list[str]:
@@ -105,6 +106,7 @@ def demo_command(
     """
     from lit_llm.checkpoint import load_gpt
     from lit_llm.data.prepare import prepare_dataset
+    from lit_llm.data.recipe import SplitConfig
     from lit_llm.export import export_checkpoint
     from lit_llm.generate import generate_text
     from lit_llm.lightning_cli import run_lightning_cli
@@ -120,12 +122,17 @@ def demo_command(
 
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    sources = default_sources()
+    recipe, sources = default_recipe()
     print(f"[1/6] sources: {', '.join(f'{s.name} ({s.paths[0]})' for s in sources)}")
     print(f"[2/6] training a {vocab_size}-token BPE tokenizer")
     train_tokenizer(sources, out / "tokenizer", vocab_size=vocab_size, max_chars=max_chars)
     print("[3/6] preparing shards (filters, dedup, tokenize)")
-    manifest = prepare_dataset(sources=sources, tokenizer=str(out / "tokenizer"), output=str(out / "data"))
+    manifest = prepare_dataset(
+        sources=recipe["sources"],
+        split=SplitConfig(**recipe.get("split", {})),
+        tokenizer=str(out / "tokenizer"),
+        output=str(out / "data"),
+    )
     print(f"[4/6] pre-training for up to {max_steps} steps / {max_minutes:g} minutes")
     cli = run_lightning_cli(fit_args(out, out / "data", max_steps, max_minutes))
     print("[5/6] validating, sampling, exporting")
