@@ -82,10 +82,11 @@ class LitLLM(LightningModule):
 
     def __init__(
         self,
-        arch: ModelConfig | None = None,
+        arch: ModelConfig
+        | None = None,  # Optional: its derived fields (n_kv_head, ffn_hidden) must not become defaults
         vocab_size: int | None = None,
-        optimizer: OptimizerConfig | None = None,
-        schedule: ScheduleConfig | None = None,
+        optimizer: OptimizerConfig = OptimizerConfig(),  # noqa: B008
+        schedule: ScheduleConfig = ScheduleConfig(),  # noqa: B008
         z_loss: float = 0.0,
         compile: bool = False,
         activation_checkpointing: bool = False,
