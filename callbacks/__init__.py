@@ -1,6 +1,7 @@
 """Lightning callbacks of the kit, installed as `lit_llm.callbacks` (one callback per file)."""
 
 from lit_llm.callbacks.progress import TrainingProgressBar
+from lit_llm.callbacks.spike_rollback import LossSpikeRollback
 from lit_llm.callbacks.throughput import TokenThroughput
 
-__all__ = ["TokenThroughput", "TrainingProgressBar"]
+__all__ = ["LossSpikeRollback", "TokenThroughput", "TrainingProgressBar"]
