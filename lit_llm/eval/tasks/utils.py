@@ -166,13 +166,12 @@ def split_documents(text: str, max_chars: int = DOC_CHARS) -> list[str]:
     """WikiText-style files (` = Title = ` lines) split into articles; other text into paragraph chunks."""
     lines = text.splitlines()
     if any(_WIKITEXT_TITLE.match(line) for line in lines):
-        docs, current = [], []
+        articles: list[list[str]] = [[]]
         for line in lines:
-            if _WIKITEXT_TITLE.match(line) and any(s.strip() for s in current):
-                docs.append("\n".join(current).strip("\n"))
-                current = []
-            current.append(line)
-        docs.append("\n".join(current).strip("\n"))
+            if _WIKITEXT_TITLE.match(line):
+                articles.append([])
+            articles[-1].append(line)
+        docs = ["\n".join(_trim_blank_lines(a)) for a in articles]
         return [d for d in docs if d.strip()]
     docs, current = [], ""
     for paragraph in re.split(r"\n\s*\n", text):
@@ -183,6 +182,11 @@ def split_documents(text: str, max_chars: int = DOC_CHARS) -> list[str]:
     if current.strip():
         docs.append(current)
     return [d for d in docs if d.strip()]
+
+
+def _trim_blank_lines(lines: list[str]) -> list[str]:
+    keep = [i for i, line in enumerate(lines) if line.strip()]
+    return lines[keep[0] : keep[-1] + 1] if keep else []
 
 
 # ---------------------------------------------------------------- HumanEval scoring

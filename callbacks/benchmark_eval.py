@@ -1,0 +1,202 @@
+"""BenchmarkEval: lm-eval benchmarks during training (every N steps, at the end of fit) and in `lit-llm validate`.
+
+    trainer:
+      callbacks:
+        - class_path: lit_llm.callbacks.BenchmarkEval
+          init_args: {tasks: "mmlu,gsm8k,perplexity", every_n_steps: 1000, limit: 10, data_dir: ../shared/data}
+
+    lit-llm fit --config ... --trainer.callbacks+=lit_llm.callbacks.BenchmarkEval \
+        --trainer.callbacks.every_n_steps 500 --trainer.callbacks.tasks perplexity
+    lit-llm validate --config ... --ckpt_path RUN/checkpoints/last.ckpt   # runs the same tasks once
+
+Metrics go to every logger as `eval/<task>/<metric>` (groups and their direct subgroups, e.g.
+`eval/mmlu/acc`, `eval/mmlu_stem/acc`, `eval/gsm8k/exact_match_strict-match`,
+`eval/perplexity/bits_per_byte`) plus `eval/seconds`, at the step the model has reached.
+
+Training is not disturbed: the evaluation runs inside `isolate_rng()` (python, numpy, torch and
+CUDA generators restored), on the unwrapped GPT in eval mode (train mode restored), without
+touching the data module, so the next batches and losses are the ones a run without the
+callback sees. Under DDP every rank scores a share of the requests (lm-eval's rank sharding
+through the strategy's collectives) and rank 0 logs. The model must be whole on every rank
+(DDP, single device); sharded models (FSDP) are not supported.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_info
+
+from lit_llm.errors import UserError
+from lit_llm.eval.tasks import TaskSource, check_code_execution, check_task_names, parse_tasks
+from lit_llm.eval.tasks.utils import DEFAULT_DATA_DIR
+
+
+class BenchmarkEval(Callback):
+    """Run lm-eval tasks on the model being trained or validated and log `eval/<task>/<metric>`."""
+
+    def __init__(
+        self,
+        tasks: str | list[str] = "mmlu,gsm8k,perplexity",
+        every_n_steps: int = 1000,
+        limit: int | None = 10,
+        data_dir: str = DEFAULT_DATA_DIR,
+        text_file: str | None = None,
+        batch_size: int = 16,
+        num_fewshot: int | None = None,
+        max_gen_toks: int = 256,
+        at_fit_end: bool = True,
+        on_validate: bool = True,
+        allow_code_execution: bool = False,
+        task_source: TaskSource = "local",
+        log_subtasks: bool = False,
+        tokenizer: str | None = None,
+        progress_bar: bool = False,
+        seed: int = 1234,
+    ) -> None:
+        """
+        Args:
+            tasks: Comma-separated tasks or groups (mmlu, mmlu_stem, mmlu_anatomy, gsm8k, humaneval, perplexity).
+            every_n_steps: Evaluate after every this many optimizer steps (0: only at the end of fit).
+            limit: Examples per task (MMLU: per subject); None evaluates everything.
+            data_dir: Folder with mmlu/, gsm8k/, humaneval/, wikitext2/ in the layout of ../shared/data.
+            text_file: Text file of the perplexity task (default: DATA_DIR/wikitext2/test.txt).
+            batch_size: Sequences per forward pass.
+            num_fewshot: Override the tasks' few-shot count (MMLU 5, GSM8K 5).
+            max_gen_toks: Generated tokens for tasks that set no limit of their own.
+            at_fit_end: Also evaluate when fit ends (unless the last step was just evaluated).
+            on_validate: Evaluate once in `trainer.validate` / `lit-llm validate`.
+            allow_code_execution: Confirm that HumanEval may run model-written (untrusted) code.
+            task_source: local = the kit's task files over DATA_DIR (offline); hub = lm-eval's stock tasks.
+            log_subtasks: Log every subtask (the 57 MMLU subjects) instead of the groups only.
+            tokenizer: Tokenizer folder (default: the data module's `tokenizer_path`).
+            progress_bar: Show lm-eval's progress bars over requests (rank 0).
+            seed: Seed of the private generator used by sampled generation.
+        """
+        super().__init__()
+        if every_n_steps < 0:
+            raise UserError(f"BenchmarkEval: every_n_steps must be >= 0, got {every_n_steps}")
+        if limit is not None and limit < 1:
+            raise UserError(f"BenchmarkEval: limit must be >= 1 or None, got {limit}")
+        self.tasks = parse_tasks(tasks)
+        if task_source == "local":
+            check_task_names(self.tasks)
+        check_code_execution(self.tasks, allow_code_execution)
+        self.every_n_steps, self.limit, self.data_dir, self.text_file = (
+            every_n_steps,
+            limit,
+            data_dir,
+            text_file,
+        )
+        self.batch_size, self.num_fewshot, self.max_gen_toks = batch_size, num_fewshot, max_gen_toks
+        self.at_fit_end, self.on_validate, self.allow_code_execution = (
+            at_fit_end,
+            on_validate,
+            allow_code_execution,
+        )
+        self.task_source, self.log_subtasks, self.tokenizer = task_source, log_subtasks, tokenizer
+        self.progress_bar, self.seed = progress_bar, seed
+        self.last_step = -1  # global step of the latest evaluation
+        self.latest: dict[str, float] = {}  # its metrics (rank 0)
+        self._manager = self._tokenizer = None
+        self._checkpoint_step = 0  # global step of a checkpoint given to validate
+
+    # ---- set-up: fail before training when a task, a file or the tokenizer is missing --
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage not in ("fit", "validate"):
+            return
+        from lit_llm.eval.runner import prepare
+        from lit_llm.tokenizer import load_tokenizer
+
+        self._manager = prepare(
+            self.tasks,
+            data_dir=self.data_dir,
+            text_file=self.text_file,
+            allow_code_execution=self.allow_code_execution,
+            source=self.task_source,
+        )
+        folder = self.tokenizer or getattr(trainer.datamodule, "tokenizer_path", None)
+        if folder is None:
+            raise UserError("BenchmarkEval: no tokenizer (the data manifest names none); set tokenizer: DIR")
+        self._tokenizer = load_tokenizer(folder)
+
+    # ---- hooks -------------------------------------------------------------------------
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
+        step = trainer.global_step
+        if self.every_n_steps and step > 0 and step % self.every_n_steps == 0 and step != self.last_step:
+            self._evaluate(trainer, pl_module)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.at_fit_end and trainer.global_step != self.last_step:
+            self._evaluate(trainer, pl_module)
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.on_validate and trainer.state.fn == TrainerFn.VALIDATING:  # not fit's own validation loop
+            # validate restores weights, not loops: log at the step the checkpoint was saved at
+            self._evaluate(trainer, pl_module, step=self._checkpoint_step or trainer.global_step)
+
+    def on_load_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        self._checkpoint_step = int(checkpoint.get("global_step", 0))
+
+    # ---- the evaluation ----------------------------------------------------------------
+
+    def _evaluate(self, trainer: Trainer, pl_module: LightningModule, step: int | None = None) -> None:
+        from lit_llm.eval.runner import flat_metrics, run_tasks
+        from lit_llm.eval.wrapper import LitLLMEval
+
+        gpt = pl_module.model
+        was_training = gpt.training
+        lm = LitLLMEval(
+            gpt,
+            self._tokenizer,
+            batch_size=self.batch_size,
+            max_gen_toks=self.max_gen_toks,
+            strategy=trainer.strategy if trainer.world_size > 1 else None,
+            seed=self.seed,
+            progress=self.progress_bar,
+        )
+        started = time.perf_counter()
+        gpt.eval()
+        try:
+            with trainer.precision_plugin.forward_context():
+                results = run_tasks(
+                    lm,
+                    self.tasks,
+                    manager=self._manager,
+                    limit=self.limit,
+                    num_fewshot=self.num_fewshot,
+                    allow_code_execution=self.allow_code_execution,
+                    bootstrap_iters=0,
+                    progress=self.progress_bar,
+                )
+        finally:
+            gpt.train(was_training)
+        step = trainer.global_step if step is None else step
+        self.last_step = step
+        if results is None:  # not rank 0: lm-eval gathered this rank's scores there
+            return
+        metrics = flat_metrics(results, self.tasks, subtasks=self.log_subtasks)
+        metrics["eval/seconds"] = time.perf_counter() - started
+        self.latest = metrics
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=step)
+        shown = ", ".join(f"{k.removeprefix('eval/')}={v:.4g}" for k, v in metrics.items())
+        rank_zero_info(f"BenchmarkEval at step {step}: {shown}")
+
+    # ---- state -------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"last_step": self.last_step, "latest": dict(self.latest)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.last_step = int(state_dict.get("last_step", -1))
+        self.latest = dict(state_dict.get("latest", {}))
