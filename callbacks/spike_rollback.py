@@ -32,9 +32,9 @@ import contextlib
 import json
 import math
 import os
-import time
 import uuid
 from collections import deque
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,6 +46,9 @@ from lit_llm.data.sampling import merge_ranges, sample_index
 from lit_llm.errors import UserError
 
 REQUEST_FILE = "rollback_request.json"
+_AT_LEAST_ONE = ("window", "every_n_steps", "keep_last", "max_rollbacks", "rollback_window")
+_NON_NEGATIVE = ("warmup_steps", "clean_after_steps", "extra_skip_batches", "cooldown_steps")
+_NON_NEGATIVE += ("loss_z", "loss_rise", "grad_norm_rise")
 
 
 class LossSpikeEscalation(RuntimeError):
@@ -115,25 +118,16 @@ class LossSpikeRollback(Callback):
             events_file: JSON-lines event log (default: `<default_root_dir>/spike_events.jsonl`).
         """
         super().__init__()
-        for name, value in (("window", window), ("every_n_steps", every_n_steps), ("keep_last", keep_last),
-                            ("max_rollbacks", max_rollbacks), ("rollback_window", rollback_window)):
-            if value < 1:
-                raise UserError(f"LossSpikeRollback: {name} must be >= 1 (got {value})")
-        for name, value in (("warmup_steps", warmup_steps), ("clean_after_steps", clean_after_steps),
-                            ("extra_skip_batches", extra_skip_batches), ("cooldown_steps", cooldown_steps),
-                            ("loss_z", loss_z), ("loss_rise", loss_rise), ("grad_norm_rise", grad_norm_rise)):
-            if value < 0:
-                raise UserError(f"LossSpikeRollback: {name} must be >= 0 (got {value})")
+        options = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        for names, low in ((_AT_LEAST_ONE, 1), (_NON_NEGATIVE, 0)):
+            for name in names:
+                if options[name] < low:
+                    raise UserError(f"LossSpikeRollback: {name} must be >= {low} (got {options[name]})")
         if not 0 < lr_factor <= 1:
             raise UserError(f"LossSpikeRollback: lr_factor must be in (0, 1] (got {lr_factor})")
         if recovery not in ("refit", "restart"):
             raise UserError(f"LossSpikeRollback: recovery must be 'refit' or 'restart' (got {recovery!r})")
-        self.warmup_steps, self.window, self.loss_z, self.loss_rise = warmup_steps, window, loss_z, loss_rise
-        self.grad_norm_z, self.grad_norm_rise = grad_norm_z, grad_norm_rise
-        self.every_n_steps, self.clean_after_steps, self.keep_last = every_n_steps, clean_after_steps, keep_last
-        self.extra_skip_batches, self.lr_factor, self.cooldown_steps = extra_skip_batches, lr_factor, cooldown_steps
-        self.max_rollbacks, self.rollback_window, self.recovery = max_rollbacks, rollback_window, recovery
-        self.dirpath, self.events_file = dirpath, events_file
+        vars(self).update(options)  # every argument becomes the attribute of the same name
         self.min_history = max(2, min(window, 16))  # fewer values give a meaningless standard deviation
         # State (state_dict): detector windows, rollback checkpoints, skip ranges, events, cool-down.
         self.losses: deque[float] = deque(maxlen=window)
@@ -170,11 +164,15 @@ class LossSpikeRollback(Callback):
         self._last_step_end = trainer.global_step
         self._loss_sum = None
         for optimizer in trainer.optimizers:
-            self._hooks += [optimizer.register_step_pre_hook(self._scale_lr),
-                            optimizer.register_step_post_hook(self._restore_lr)]
+            self._hooks += [
+                optimizer.register_step_pre_hook(self._scale_lr),
+                optimizer.register_step_post_hook(self._restore_lr),
+            ]
         if self.pending is not None:  # a request whose checkpoint this fit did not load
-            rank_zero_warn(f"LossSpikeRollback: dropping the rollback request to {self.pending['checkpoint']}: "
-                           f"this run resumed from {trainer.ckpt_path}")
+            rank_zero_warn(
+                f"LossSpikeRollback: dropping the rollback request to {self.pending['checkpoint']}: "
+                f"this run resumed from {trainer.ckpt_path}"
+            )
             self.pending = None
             self._delete_request()
         self._request_applied = False
@@ -186,14 +184,18 @@ class LossSpikeRollback(Callback):
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer) -> None:
         self._check_step(trainer, pl_module)
 
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx) -> None:
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx
+    ) -> None:
         self._after_step(trainer)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._remove_hooks()
         if self.pending is not None and self.recovery == "refit":
-            rank_zero_info(f"LossSpikeRollback: fit stopped to roll back to {self.pending['checkpoint']} "
-                           "(continue_after_rollbacks re-enters fit; `lit-llm fit` calls it)")
+            rank_zero_info(
+                f"LossSpikeRollback: fit stopped to roll back to {self.pending['checkpoint']} "
+                "(continue_after_rollbacks re-enters fit; `lit-llm fit` calls it)"
+            )
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self._remove_hooks()
@@ -210,13 +212,18 @@ class LossSpikeRollback(Callback):
             return None
         reason = self._outlier("loss", loss, self.losses, self.loss_z, self.loss_rise)
         if reason is None and self.grad_norm_z is not None and grad_norm is not None:
-            reason = self._outlier("grad_norm", grad_norm, self.grad_norms, self.grad_norm_z, self.grad_norm_rise)
+            reason = self._outlier(
+                "grad_norm", grad_norm, self.grad_norms, self.grad_norm_z, self.grad_norm_rise
+            )
         return reason
 
     def choose_checkpoint(self, spike_step: int) -> dict | None:
         """The clean checkpoint to roll back to: the newest, or an older one when the newest was already a target."""
-        candidates = [c for c in self.checkpoints if c["status"] == "clean" and c["step"] <= spike_step
-                      and os.path.exists(c["path"])]
+        candidates = [
+            c
+            for c in self.checkpoints
+            if c["status"] == "clean" and c["step"] <= spike_step and os.path.exists(c["path"])
+        ]
         used = {e.get("checkpoint") for e in self.events if e.get("action") == "rollback"}
         for checkpoint in reversed(candidates):
             if checkpoint["path"] not in used:
@@ -226,24 +233,42 @@ class LossSpikeRollback(Callback):
     def recover(self, trainer: Trainer, pl_module: LightningModule, spike: dict) -> dict:
         """Act on a spike (the update is already skipped); return the event fields describing the action."""
         dropped = self._drop_unconfirmed()
-        target = trainer.strategy.broadcast(self.choose_checkpoint(spike["step"]), src=0)  # one choice for all
+        # Rank 0's choice for all ranks (each checks its own view of the files).
+        target = trainer.strategy.broadcast(self.choose_checkpoint(spike["step"]), src=0)
         if target is None:
             return {"action": "skip_step", "dropped_checkpoints": dropped}
         skip = self._skip_range(trainer, target)
-        self.pending = {"id": uuid.uuid4().hex[:12], "checkpoint": target["path"], "checkpoint_step": target["step"],
-                        "skip": list(skip), "spike_step": spike["step"]}
+        self.pending = {
+            "id": uuid.uuid4().hex[:12],
+            "checkpoint": target["path"],
+            "checkpoint_step": target["step"],
+            "skip": list(skip),
+            "spike_step": spike["step"],
+        }
         self._write_request()
         trainer.should_stop = True
-        return {"action": "rollback", "checkpoint": target["path"], "checkpoint_step": target["step"],
-                "skip": list(skip), "skipped_samples": skip[1] - skip[0], "dropped_checkpoints": dropped}
+        return {
+            "action": "rollback",
+            "checkpoint": target["path"],
+            "checkpoint_step": target["step"],
+            "skip": list(skip),
+            "skipped_samples": skip[1] - skip[0],
+            "dropped_checkpoints": dropped,
+        }
 
     # ---- state -----------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        return {"version": 1, "losses": list(self.losses), "grad_norms": list(self.grad_norms),
-                "last_saved_step": self._last_saved_step, "checkpoints": [dict(c) for c in self.checkpoints],
-                "skip_ranges": [list(r) for r in self.skip_ranges], "events": [dict(e) for e in self.events],
-                "cooldown": dict(self.cooldown) if self.cooldown else None}
+        return {
+            "version": 1,
+            "losses": list(self.losses),
+            "grad_norms": list(self.grad_norms),
+            "last_saved_step": self._last_saved_step,
+            "checkpoints": [dict(c) for c in self.checkpoints],
+            "skip_ranges": [list(r) for r in self.skip_ranges],
+            "events": [dict(e) for e in self.events],
+            "cooldown": dict(self.cooldown) if self.cooldown else None,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Merge: detector windows from the checkpoint; events, skip ranges and checkpoints united with memory."""
@@ -260,8 +285,10 @@ class LossSpikeRollback(Callback):
         self.checkpoints.sort(key=lambda c: c["step"])
         self.skip_ranges = merge_ranges([*self.skip_ranges, *map(tuple, state.get("skip_ranges", []))])
         seen = {e["id"] for e in self.events}
-        self.events = sorted([*self.events, *(dict(e) for e in state.get("events", []) if e["id"] not in seen)],
-                             key=lambda e: e["time"])
+        self.events = sorted(
+            [*self.events, *(dict(e) for e in state.get("events", []) if e["id"] not in seen)],
+            key=lambda e: e["time"],
+        )
 
     # ---- detection -------------------------------------------------------------------
 
@@ -299,15 +326,25 @@ class LossSpikeRollback(Callback):
         return None
 
     def _on_spike(self, trainer, pl_module, step: int, loss: float, norm: float | None, reason: str) -> None:
-        recent = [e for e in self.events if e["event"] == "spike" and abs(e["step"] - step) <= self.rollback_window]
-        event = {"event": "spike", "step": step, "loss": loss, "grad_norm": norm, "reason": reason, **self.last_stats,
-                 "rollbacks_in_window": len(recent)}
+        recent = [
+            e for e in self.events if e["event"] == "spike" and abs(e["step"] - step) <= self.rollback_window
+        ]
+        event = {
+            "event": "spike",
+            "step": step,
+            "loss": loss,
+            "grad_norm": norm,
+            "reason": reason,
+            **self.last_stats,
+            "rollbacks_in_window": len(recent),
+        }
         if len(recent) >= self.max_rollbacks:
             self._record(trainer, {**event, "event": "escalate", "action": "stop"})
             raise LossSpikeEscalation(
                 f"{len(recent) + 1} loss spikes within {self.rollback_window} steps (max_rollbacks="
                 f"{self.max_rollbacks}); stopping at step {step}: {reason}. Events: {self.events_file}\n"
-                + "\n".join(json.dumps(e) for e in self.events[-self.max_rollbacks:]))
+                + "\n".join(json.dumps(e) for e in self.events[-self.max_rollbacks :])
+            )
         self._record(trainer, {**event, **self.recover(trainer, pl_module, event)})
 
     # ---- checkpoints and rollback ------------------------------------------------------
@@ -323,7 +360,9 @@ class LossSpikeRollback(Callback):
                 raise LossSpikeRollbackRequired(
                     f"loss spike at step {self.pending['spike_step']}: resume with `lit-llm fit <same arguments> "
                     f"--ckpt_path {self.pending['checkpoint']}` (skips samples {self.pending['skip']})",
-                    self.pending["checkpoint"], tuple(self.pending["skip"]))
+                    self.pending["checkpoint"],
+                    tuple(self.pending["skip"]),
+                )
             return
         if step % self.every_n_steps == 0 and step != self._last_saved_step:
             self._save_checkpoint(trainer, step)
@@ -333,8 +372,9 @@ class LossSpikeRollback(Callback):
     def _save_checkpoint(self, trainer: Trainer, step: int) -> None:
         path = str(Path(self.dirpath) / f"step-{step:07d}.ckpt")
         self.checkpoints = [c for c in self.checkpoints if c["path"] != path]
-        self.checkpoints.append({"path": path, "step": step, "position": int(trainer.datamodule.position),
-                                 "status": "pending"})
+        self.checkpoints.append(
+            {"path": path, "step": step, "position": int(trainer.datamodule.position), "status": "pending"}
+        )
         self._last_saved_step = step
         trainer.save_checkpoint(path)  # on every rank: the strategy decides who writes
 
@@ -364,21 +404,31 @@ class LossSpikeRollback(Callback):
         return int(start), int(last) + 1
 
     def _apply_request(self, trainer: Trainer, checkpoint: dict) -> None:
-        request, loaded = self.pending, trainer.ckpt_path
-        if request is None or loaded is None or os.path.realpath(loaded) != os.path.realpath(request["checkpoint"]):
+        request, loaded = self.pending, os.path.realpath(trainer.ckpt_path or "")
+        if request is None or loaded != os.path.realpath(request["checkpoint"]):
             return
         start, end = request["skip"]
         trainer.datamodule.skip(start, end)  # its state (position, older skips) was restored just before
         self.skip_ranges = merge_ranges([*self.skip_ranges, (start, end)])
         step = int(checkpoint["global_step"])
         cooldown = self.lr_factor < 1 and self.cooldown_steps > 0
-        self.cooldown = {"start": step, "steps": self.cooldown_steps, "factor": self.lr_factor} if cooldown else None
+        self.cooldown = (
+            {"start": step, "steps": self.cooldown_steps, "factor": self.lr_factor} if cooldown else None
+        )
         self.pending, self._request_applied = None, True
         self._delete_request()
-        self._record(trainer, {"event": "resume", "step": step, "checkpoint": request["checkpoint"],
-                               "skip": [start, end], "skip_ranges": [list(r) for r in self.skip_ranges],
-                               "lr_factor": self.lr_factor if cooldown else 1.0,
-                               "cooldown_steps": self.cooldown_steps if cooldown else 0})
+        self._record(
+            trainer,
+            {
+                "event": "resume",
+                "step": step,
+                "checkpoint": request["checkpoint"],
+                "skip": [start, end],
+                "skip_ranges": [list(r) for r in self.skip_ranges],
+                "lr_factor": self.lr_factor if cooldown else 1.0,
+                "cooldown_steps": self.cooldown_steps if cooldown else 0,
+            },
+        )
 
     # ---- LR cool-down: only while optimizer.step() runs, so schedulers never see the scaled value ----
 
@@ -406,7 +456,8 @@ class LossSpikeRollback(Callback):
     # ---- side effects (rank zero) ------------------------------------------------------
 
     def _record(self, trainer: Trainer, event: dict) -> None:
-        event = {"id": uuid.uuid4().hex[:12], "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **event}
+        now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        event = {"id": uuid.uuid4().hex[:12], "time": now, **event}
         self.events.append(event)
         self._write_event(trainer, event)
 
@@ -415,8 +466,11 @@ class LossSpikeRollback(Callback):
         Path(self.events_file).parent.mkdir(parents=True, exist_ok=True)
         with open(self.events_file, "a") as f:
             f.write(json.dumps(event) + "\n")
-        metrics = {f"spike/{k}": float(v) for k, v in event.items()
-                   if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "step"}
+        metrics = {
+            f"spike/{k}": float(v)
+            for k, v in event.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "step"
+        }
         metrics[f"spike/{event['event']}"] = 1.0
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=event["step"])
@@ -450,17 +504,22 @@ class LossSpikeRollback(Callback):
     def _check_compatible(self, trainer: Trainer, pl_module: LightningModule) -> None:
         datamodule = trainer.datamodule
         if not all(hasattr(datamodule, a) for a in ("position", "skip_ranges", "skip", "batch_size")):
-            raise UserError("LossSpikeRollback needs a datamodule with a global `position`, `skip_ranges`, "
-                            "`skip(start, end)` and `batch_size` (lit_llm.data.LitDataModule)")
+            raise UserError(
+                "LossSpikeRollback needs a datamodule with a global `position`, `skip_ranges`, "
+                "`skip(start, end)` and `batch_size` (lit_llm.data.LitDataModule)"
+            )
         if not pl_module.automatic_optimization:
             raise UserError("LossSpikeRollback supports automatic optimization only")
         if trainer.min_steps or trainer.min_epochs:
-            raise UserError("LossSpikeRollback stops fit through trainer.should_stop, which trainer.min_steps / "
-                            "min_epochs would ignore: unset them")
+            raise UserError(
+                "LossSpikeRollback stops fit through trainer.should_stop, which trainer.min_steps / "
+                "min_epochs would ignore: unset them"
+            )
 
 
-def continue_after_rollbacks(trainer: Trainer, model: LightningModule,
-                             datamodule: LightningDataModule | None = None) -> int:
+def continue_after_rollbacks(
+    trainer: Trainer, model: LightningModule, datamodule: LightningDataModule | None = None
+) -> int:
     """Re-enter `trainer.fit` from the chosen clean checkpoint while a LossSpikeRollback asks for it.
 
     Call it after `trainer.fit` (`lit-llm fit` does). Returns how many rollbacks it ran. The request
@@ -484,8 +543,12 @@ def continue_after_rollbacks(trainer: Trainer, model: LightningModule,
     return count
 
 
-def fit_with_rollbacks(trainer: Trainer, model: LightningModule, datamodule: LightningDataModule | None = None,
-                       ckpt_path: str | None = None) -> int:
+def fit_with_rollbacks(
+    trainer: Trainer,
+    model: LightningModule,
+    datamodule: LightningDataModule | None = None,
+    ckpt_path: str | None = None,
+) -> int:
     """`trainer.fit` followed by `continue_after_rollbacks`; returns the number of rollbacks."""
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     return continue_after_rollbacks(trainer, model, datamodule)
@@ -512,7 +575,8 @@ def _total_norm(grads: list[torch.Tensor]) -> torch.Tensor:
 
 
 def _grad_scale(trainer: Trainer) -> float:
-    scaler = getattr(trainer.precision_plugin, "scaler", None)  # 16-mixed: the loss was multiplied by the scale
+    # 16-mixed: the loss reaching on_before_backward was multiplied by the scale
+    scaler = getattr(trainer.precision_plugin, "scaler", None)
     return float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
 
 

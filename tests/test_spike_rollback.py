@@ -29,15 +29,48 @@ from lit_llm.module import LitLLM, OptimizerConfig, ScheduleConfig
 from tests.helpers import make_text_folder
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--model.arch.n_layer", "2", "--model.arch.n_head", "2", "--model.arch.d_model", "32",
-        "--model.arch.max_seq_len", "64", "--data.seq_len", "32", "--data.batch_size", "4",
-        "--trainer.accelerator", "cpu", "--trainer.enable_model_summary", "false",
-        "--trainer.enable_progress_bar", "false", "--trainer.log_every_n_steps", "1",
-        "--trainer.val_check_interval", "100", "--trainer.limit_val_batches", "2",
-        "--model.schedule.warmup_steps", "3", "--model.optimizer.lr", "0.01", "--seed_everything", "7"]
+TINY = [
+    "--model.arch.n_layer",
+    "2",
+    "--model.arch.n_head",
+    "2",
+    "--model.arch.d_model",
+    "32",
+    "--model.arch.max_seq_len",
+    "64",
+    "--data.seq_len",
+    "32",
+    "--data.batch_size",
+    "4",
+    "--trainer.accelerator",
+    "cpu",
+    "--trainer.enable_model_summary",
+    "false",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.log_every_n_steps",
+    "1",
+    "--trainer.val_check_interval",
+    "100",
+    "--trainer.limit_val_batches",
+    "2",
+    "--model.schedule.warmup_steps",
+    "3",
+    "--model.optimizer.lr",
+    "0.01",
+    "--seed_everything",
+    "7",
+]
 # Test thresholds: short window and warm-up for 30-step runs; clean checkpoints every 5 steps.
-DETECTOR = {"warmup_steps": 8, "window": 8, "every_n_steps": 5, "clean_after_steps": 3, "extra_skip_batches": 1,
-            "cooldown_steps": 5, "lr_factor": 0.5}
+DETECTOR = {
+    "warmup_steps": 8,
+    "window": 8,
+    "every_n_steps": 5,
+    "clean_after_steps": 3,
+    "extra_skip_batches": 1,
+    "cooldown_steps": 5,
+    "lr_factor": 0.5,
+}
 POISON = (68, 76)  # batches 17 and 18 at 4 samples per step on one device
 
 
@@ -62,8 +95,13 @@ class RecordSamples(Callback):
         self.folder = folder
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        row = {"pid": os.getpid(), "rank": trainer.global_rank, "step": trainer.global_step,
-               "loss": float(outputs["loss"]), "samples": batch["sample_index"].tolist()}
+        row = {
+            "pid": os.getpid(),
+            "rank": trainer.global_rank,
+            "step": trainer.global_step,
+            "loss": float(outputs["loss"]),
+            "samples": batch["sample_index"].tolist(),
+        }
         with open(Path(self.folder) / f"samples-rank{trainer.global_rank}.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
 
@@ -91,7 +129,9 @@ class WatchUpdates(Callback):
 
     def on_train_start(self, trainer, pl_module) -> None:
         def after_step(optimizer, args, kwargs):
-            grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+            grads = [
+                p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None
+            ]
             if not all(torch.isfinite(g).all() for g in grads):
                 self.bad_updates.append(trainer.global_step)
 
@@ -127,21 +167,39 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def callbacks_yaml(run: Path, extra: list[dict], **detector) -> Path:
-    spec = [{"class_path": "lit_llm.callbacks.LossSpikeRollback", "init_args": {**DETECTOR, **detector}},
-            {"class_path": "tests.test_spike_rollback.RecordSamples", "init_args": {"folder": str(run)}}, *extra]
+    spec = [
+        {"class_path": "lit_llm.callbacks.LossSpikeRollback", "init_args": {**DETECTOR, **detector}},
+        {"class_path": "tests.test_spike_rollback.RecordSamples", "init_args": {"folder": str(run)}},
+        *extra,
+    ]
     path = run / f"callbacks-{len(list(run.glob('callbacks-*.yaml')))}.yaml"
     path.write_text(yaml.safe_dump({"trainer": {"callbacks": spec}}))
     return path
 
 
 def poison(start: int, end: int) -> dict:
-    return {"class_path": "tests.test_spike_rollback.PoisonSamples", "init_args": {"start": start, "end": end}}
+    return {
+        "class_path": "tests.test_spike_rollback.PoisonSamples",
+        "init_args": {"start": start, "end": end},
+    }
 
 
 def cli_fit(data: Path, run: Path, extra: list[dict], steps: int = 30, **detector) -> None:
     run.mkdir(parents=True, exist_ok=True)
-    main(["fit", *TINY, "--data.path", str(data), "--trainer.max_steps", str(steps),
-          "--trainer.default_root_dir", str(run), "--config", str(callbacks_yaml(run, extra, **detector))])
+    main(
+        [
+            "fit",
+            *TINY,
+            "--data.path",
+            str(data),
+            "--trainer.max_steps",
+            str(steps),
+            "--trainer.default_root_dir",
+            str(run),
+            "--config",
+            str(callbacks_yaml(run, extra, **detector)),
+        ]
+    )
 
 
 def final_loss(rows: list[dict], last: int = 5) -> float:
@@ -171,7 +229,11 @@ def test_no_false_positives_on_a_normal_run(clean_run):
     rows = read_jsonl(clean_run / "samples-rank0.jsonl")
     assert [r["step"] for r in rows] == list(range(1, 31))
     kept = sorted(p.name for p in (clean_run / "checkpoints" / "clean").glob("*.ckpt"))
-    assert kept == ["step-0000020.ckpt", "step-0000025.ckpt", "step-0000030.ckpt"]  # keep_last=2 clean + 1 pending
+    assert kept == [
+        "step-0000020.ckpt",
+        "step-0000025.ckpt",
+        "step-0000030.ckpt",
+    ]  # keep_last=2 clean + 1 pending
 
 
 def test_planted_spike_is_rolled_back_and_its_data_skipped(data, clean_run, tmp_path):
@@ -198,33 +260,50 @@ def test_planted_spike_is_rolled_back_and_its_data_skipped(data, clean_run, tmp_
 
 def tiny_fit_parts(data: Path, root: Path, callbacks: list, steps: int, module_cls=LitLLM, **module_kwargs):
     datamodule = LitDataModule(str(data), seq_len=32, batch_size=4, verify_checksums=False)
-    module = module_cls(arch=ModelConfig(n_layer=2, n_head=2, d_model=32, max_seq_len=64),
-                        vocab_size=datamodule.vocab_size, optimizer=OptimizerConfig(lr=0.01),
-                        schedule=ScheduleConfig(warmup_steps=3), **module_kwargs)
-    trainer = Trainer(max_steps=steps, accelerator="cpu", devices=1, default_root_dir=str(root), logger=False,
-                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                      limit_val_batches=0, callbacks=callbacks)
+    module = module_cls(
+        arch=ModelConfig(n_layer=2, n_head=2, d_model=32, max_seq_len=64),
+        vocab_size=datamodule.vocab_size,
+        optimizer=OptimizerConfig(lr=0.01),
+        schedule=ScheduleConfig(warmup_steps=3),
+        **module_kwargs,
+    )
+    trainer = Trainer(
+        max_steps=steps,
+        accelerator="cpu",
+        devices=1,
+        default_root_dir=str(root),
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=callbacks,
+    )
     return trainer, module, datamodule
 
 
 def test_nan_loss_never_reaches_the_optimizer(data, tmp_path):
     watch = WatchUpdates(nan_steps=(3, 12))
     callback = LossSpikeRollback(**DETECTOR)
-    trainer, module, datamodule = tiny_fit_parts(data, tmp_path, [watch, callback], steps=16, module_cls=NaNLossAt,
-                                                 nan_steps=(3, 12))
+    trainer, module, datamodule = tiny_fit_parts(
+        data, tmp_path, [watch, callback], steps=16, module_cls=NaNLossAt, nan_steps=(3, 12)
+    )
     assert fit_with_rollbacks(trainer, module, datamodule) == 1
     spikes = [e for e in read_jsonl(tmp_path / "spike_events.jsonl") if e["event"] == "spike"]
     # Step 3: no clean checkpoint yet, so the update is skipped; step 12: back to the step-5 checkpoint.
     assert [(e["step"], e["action"]) for e in spikes] == [(3, "skip_step"), (12, "rollback")]
-    assert all(e["reason"].startswith("non-finite loss") for e in spikes) and spikes[1]["checkpoint_step"] == 5
+    assert (
+        all(e["reason"].startswith("non-finite loss") for e in spikes) and spikes[1]["checkpoint_step"] == 5
+    )
     assert watch.checked == [3, 12] and watch.changed == [] and watch.bad_updates == []
     assert all(torch.isfinite(p).all() for p in module.parameters())
 
 
 def test_escalation_stops_with_the_event_log(data, tmp_path):
     callback = LossSpikeRollback(**{**DETECTOR, "max_rollbacks": 1})
-    trainer, module, datamodule = tiny_fit_parts(data, tmp_path, [callback], steps=8, module_cls=NaNLossAt,
-                                                 nan_steps=(2, 4))
+    trainer, module, datamodule = tiny_fit_parts(
+        data, tmp_path, [callback], steps=8, module_cls=NaNLossAt, nan_steps=(2, 4)
+    )
     with pytest.raises(LossSpikeEscalation, match="2 loss spikes within 1000 steps") as err:
         fit_with_rollbacks(trainer, module, datamodule)
     assert "spike_events.jsonl" in str(err.value)
@@ -234,13 +313,15 @@ def test_escalation_stops_with_the_event_log(data, tmp_path):
 def test_restart_path_applies_the_saved_request(data, tmp_path):
     recorder, options = RecordSamples(str(tmp_path)), {**DETECTOR, "recovery": "restart"}
     trainer, module, datamodule = tiny_fit_parts(
-        data, tmp_path, [PoisonSamples(*POISON), recorder, LossSpikeRollback(**options)], steps=24)
+        data, tmp_path, [PoisonSamples(*POISON), recorder, LossSpikeRollback(**options)], steps=24
+    )
     with pytest.raises(LossSpikeRollbackRequired, match="--ckpt_path") as err:
         trainer.fit(module, datamodule)
     assert err.value.skip == (40, 76) and (tmp_path / "checkpoints" / "clean" / REQUEST_FILE).exists()
     # A new process would build everything anew: so do we, and resume from the named checkpoint.
     trainer, module, datamodule = tiny_fit_parts(
-        data, tmp_path, [PoisonSamples(*POISON), recorder, LossSpikeRollback(**options)], steps=24)
+        data, tmp_path, [PoisonSamples(*POISON), recorder, LossSpikeRollback(**options)], steps=24
+    )
     trainer.fit(module, datamodule, ckpt_path=err.value.checkpoint)
     assert datamodule.skip_ranges == [(40, 76)]
     assert not (tmp_path / "checkpoints" / "clean" / REQUEST_FILE).exists()
@@ -253,8 +334,10 @@ def test_state_dict_round_trip_and_merge(tmp_path):
     for value in (3.0, 2.9, 2.8, 2.7, 2.6):
         callback.losses.append(value)
         callback.grad_norms.append(value / 2)
-    callback.checkpoints = [{"path": "a.ckpt", "step": 5, "position": 20, "status": "clean"},
-                            {"path": "b.ckpt", "step": 10, "position": 40, "status": "pending"}]
+    callback.checkpoints = [
+        {"path": "a.ckpt", "step": 5, "position": 20, "status": "clean"},
+        {"path": "b.ckpt", "step": 10, "position": 40, "status": "pending"},
+    ]
     callback.skip_ranges = [(40, 76)]
     callback.events = [{"id": "e1", "time": "2026-01-01T00:00:00", "event": "spike", "step": 17}]
     callback.cooldown = {"start": 10, "steps": 5, "factor": 0.5}
@@ -278,6 +361,18 @@ def test_state_dict_round_trip_and_merge(tmp_path):
     assert [e["id"] for e in restored.events] == ["e0", "e1"]
 
 
+def test_example_config_parses(data, capsys):
+    config = ROOT / "configs" / "experiments" / "tiny_cpu_spike.yaml"
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", "--config", str(config), "--data.path", str(data), "--print_config"])
+    assert not exc.value.code
+    printed = yaml.safe_load(capsys.readouterr().out)
+    (callback,) = [
+        c for c in printed["trainer"]["callbacks"] if c["class_path"].endswith("LossSpikeRollback")
+    ]
+    assert callback["init_args"]["every_n_steps"] == 50 and callback["init_args"]["recovery"] == "refit"
+
+
 def test_detector_thresholds():
     callback = LossSpikeRollback(warmup_steps=10, window=32)
     noise = [3.0 + 0.02 * math.sin(i) for i in range(32)]
@@ -297,17 +392,36 @@ def test_detector_thresholds():
 
 def run_cli(args: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "lit_llm.cli", "fit", *args], env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "lit_llm.cli", "fit", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.mark.slow
 def test_ddp_ranks_roll_back_together(data, tmp_path):
     # Two ranks x 4 samples: step 17 holds samples 136..143; the step-10 checkpoint is at sample 80.
     extra = [poison(137, 144)]
-    result = run_cli([*TINY, "--data.path", str(data), "--trainer.max_steps", "24", "--trainer.strategy", "ddp",
-                      "--trainer.devices", "2", "--trainer.default_root_dir", str(tmp_path),
-                      "--config", str(callbacks_yaml(tmp_path, extra))])
+    result = run_cli(
+        [
+            *TINY,
+            "--data.path",
+            str(data),
+            "--trainer.max_steps",
+            "24",
+            "--trainer.strategy",
+            "ddp",
+            "--trainer.devices",
+            "2",
+            "--trainer.default_root_dir",
+            str(tmp_path),
+            "--config",
+            str(callbacks_yaml(tmp_path, extra)),
+        ]
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     spike, resume = read_jsonl(tmp_path / "spike_events.jsonl")
     assert spike["step"] == 17 and spike["skip"] == [80, 152] and resume["event"] == "resume"
@@ -319,17 +433,35 @@ def test_ddp_ranks_roll_back_together(data, tmp_path):
 
 @pytest.mark.slow
 def test_killed_after_rollback_resumes_with_the_skip_list(data, tmp_path):
-    checkpoints = {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                   "init_args": {"dirpath": str(tmp_path / "checkpoints"), "every_n_train_steps": 4,
-                                 "save_last": True}}
-    common = [*TINY, "--data.path", str(data), "--trainer.max_steps", "30", "--trainer.default_root_dir",
-              str(tmp_path)]
+    checkpoints = {
+        "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+        "init_args": {"dirpath": str(tmp_path / "checkpoints"), "every_n_train_steps": 4, "save_last": True},
+    }
+    common = [
+        *TINY,
+        "--data.path",
+        str(data),
+        "--trainer.max_steps",
+        "30",
+        "--trainer.default_root_dir",
+        str(tmp_path),
+    ]
     kill = {"class_path": "tests.killer.KillAtStep", "init_args": {"step": 22}}
-    killed = run_cli([*common, "--config", str(callbacks_yaml(tmp_path, [poison(*POISON), checkpoints, kill]))])
+    killed = run_cli(
+        [*common, "--config", str(callbacks_yaml(tmp_path, [poison(*POISON), checkpoints, kill]))]
+    )
     assert killed.returncode == -9, killed.stderr[-3000:]  # SIGKILL at step 22, after the rollback to step 10
     # The resume runs in this process (one interpreter start less); a new process it is all the same.
-    main(["fit", *common, "--config", str(callbacks_yaml(tmp_path, [poison(*POISON), checkpoints])),
-          "--ckpt_path", "last"])
+    main(
+        [
+            "fit",
+            *common,
+            "--config",
+            str(callbacks_yaml(tmp_path, [poison(*POISON), checkpoints])),
+            "--ckpt_path",
+            "last",
+        ]
+    )
     rows = read_jsonl(tmp_path / "samples-rank0.jsonl")
     pids = list(dict.fromkeys(r["pid"] for r in rows))
     after_kill = [r for r in rows if r["pid"] == pids[1]]
