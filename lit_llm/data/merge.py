@@ -39,7 +39,7 @@ from lit_llm.data.dedup import describe_minhash, exact_keep_mask, near_duplicate
 from lit_llm.data.filters import FilterPipeline, merge_stats
 from lit_llm.data.recipe import FORMAT_VERSION, Recipe, file_stem
 from lit_llm.data.shards import MANIFEST_NAME, Manifest, Shard, atomic_write_bytes, sha256_file, write_shard
-from lit_llm.data.task import ORDER_FIELDS, RECORD, load_chunk
+from lit_llm.data.task import ORDER_FIELDS, RECORD, load_chunk, remove_temp_files
 from lit_llm.errors import UserError
 
 WORK = ".work"
@@ -297,6 +297,9 @@ def merge_dataset(
             f"{output}: no training documents: all {int(keep.sum())} kept documents are validation data"
         )
     clock = time.perf_counter()
+    for split in ("train", "val"):
+        if (output / split).is_dir():
+            remove_temp_files(output / split)
     dtype = np.dtype(state["dtype"])
     known = _known_shards(output, state)
     shards = _write_shards(output, recipe, chunks, keep, val, dtype, known, progress)

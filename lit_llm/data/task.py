@@ -336,7 +336,8 @@ def load_chunk(base: Path) -> dict | None:
     return meta
 
 
-def _remove_temp_files(folder: Path) -> None:
+def remove_temp_files(folder: Path) -> None:
+    """Delete the temp files a killed atomic write left under folder."""
     for tmp in folder.rglob(".*.tmp-*"):  # left by a killed atomic write
         tmp.unlink(missing_ok=True)
 
@@ -395,7 +396,7 @@ def run_task(
     started, cpu_started = time.perf_counter(), time.process_time()
     tdir = task_dir(work, task_index, num_tasks)
     tdir.mkdir(parents=True, exist_ok=True)
-    _remove_temp_files(tdir)
+    remove_temp_files(tdir)
     (tdir / "task.json").unlink(missing_ok=True)
     done = {(int(p.parent.name[1:]), int(p.stem[1:])) for p in tdir.glob("s*/c*.pkl")
             if load_chunk(p.with_suffix("")) is not None}  # fmt: skip

@@ -194,6 +194,7 @@ def test_rerun_is_a_noop_and_resume_skips_finished_chunks(corpus, tmp_path):
     chunk_files = sorted((out / ".work").rglob("c*.pkl"))
     chunk_files[-1].unlink()
     (chunk_files[0].parent / ".c00000.bin.tmp-123").write_bytes(b"half")
+    (out / "train" / ".prose-00000.bin.tmp-123").write_bytes(b"half")
     m = prepare(root, tok, out, shard_tokens=2000, chunk_chars=3000)
     assert m["stages"]["chunks"] == {"processed": 1, "skipped": len(chunk_files) - 1}
     assert checksums(out) == checksums(tmp_path / "ref") and first.exists()
