@@ -299,8 +299,7 @@ def prepare_command(
 def merge_command(
     output: str, num_tasks: int | None = None, keep_parts: bool = False, progress: bool = True
 ) -> None:
-    """Merge the tasks of a scale-out `lit-llm data prepare` run: cross-task exact and near dedup,
-    train/val split, final shards and manifest.json.
+    """Merge the tasks of a scale-out `lit-llm data prepare` run (cross-task dedup, split, shards, manifest).
 
     Args:
         output: The output folder the tasks wrote to.
@@ -316,6 +315,25 @@ def merge_command(
 
         print(summarize(manifest, out))
         print(f"merged {out} in {time.perf_counter() - started:.1f} s")
+
+
+def load_recipe(path: str | os.PathLike) -> dict:
+    """A recipe YAML (configs/data/*.yaml) as typed keyword arguments for `prepare_dataset`, parsed
+    exactly as `lit-llm data prepare --config PATH` parses it (only the keys the file sets)."""
+    import yaml
+    from jsonargparse import ArgumentParser
+
+    try:
+        keys = set(yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {})
+    except (OSError, yaml.YAMLError) as err:
+        raise UserError(f"{path}: cannot read the recipe ({err})") from err
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_function_arguments(prepare_command)
+    try:
+        cfg = parser.instantiate_classes(parser.parse_path(str(path)))
+    except Exception as err:  # jsonargparse reports bad keys and types in several exception types
+        raise UserError(f"{path}: not a valid data recipe ({' '.join(str(err).split())[:300]})") from err
+    return {key: cfg[key] for key in keys}
 
 
 def expand_list_flags(args: list[str], flags: tuple[str, ...] = LIST_FLAGS) -> list[str]:

@@ -20,7 +20,13 @@ import pytest
 
 from lit_llm.data.dedup import DedupConfig, MinHashConfig
 from lit_llm.data.filters import FilterConfig, FilterPipeline
-from lit_llm.data.prepare import expand_list_flags, merge_command, normalize_args, prepare_dataset
+from lit_llm.data.prepare import (
+    expand_list_flags,
+    load_recipe,
+    merge_command,
+    normalize_args,
+    prepare_dataset,
+)
 from lit_llm.data.recipe import SplitConfig
 from lit_llm.data.shards import Shard, ShardSet, sha256_file
 from lit_llm.data.task import load_chunk
@@ -415,32 +421,26 @@ def test_cli_prepare_inspect_and_errors(corpus, tmp_path, capsys):
 
 @pytest.mark.parametrize("recipe", sorted((REPO / "configs" / "data").glob("*.yaml")), ids=lambda p: p.stem)
 def test_recipes_parse(recipe):
-    from jsonargparse import ActionConfigFile, ArgumentParser
+    from lit_llm.data.prepare import build_recipe
 
-    from lit_llm.data.prepare import build_recipe, prepare_command
+    kwargs = load_recipe(recipe)  # as `lit-llm data prepare --config RECIPE` parses it
+    assert kwargs["sources"] and all(s.weight > 0 for s in kwargs["sources"])
+    if all(s.kind != "hf" for s in kwargs["sources"]):
+        assert build_recipe(**kwargs).sources  # paths resolve (optional ones may be skipped)
 
-    parser = ArgumentParser()
-    parser.add_argument("--config", action=ActionConfigFile)
-    parser.add_function_arguments(prepare_command)
-    cfg = parser.instantiate_classes(
-        parser.parse_args(["--config", str(recipe), "--tokenizer", "t", "--output", "o"])
-    )
-    assert cfg.sources and all(s.weight > 0 for s in cfg.sources)
-    if all(s.kind != "hf" for s in cfg.sources if not s.optional) and all(
-        s.optional or Path(s.paths[0]).exists() for s in cfg.sources
-    ):
-        built = build_recipe(sources=cfg.sources, split=cfg.split, dedup=cfg.dedup)
-        assert built.sources
+
+def test_bad_recipe_is_one_clear_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sources: [{paths: [x], wieght: 2}]\n")
+    with pytest.raises(UserError, match="bad.yaml: not a valid data recipe .*'wieght' is not accepted"):
+        load_recipe(bad)
 
 
 def test_default_recipe_runs_on_the_standard_library(corpus, tmp_path):
-    import yaml
-
     _, _, tok = corpus
-    recipe = yaml.safe_load((REPO / "configs" / "data" / "default.yaml").read_text())
-    recipe["sources"][0]["max_chars"] = 600_000  # a small sample of the same recipe
-    m = prepare(REPO, tok, tmp_path / "out", sources=recipe["sources"], split=SplitConfig(**recipe["split"]),
-                num_workers=2)  # fmt: skip
+    recipe = load_recipe(REPO / "configs" / "data" / "default.yaml")
+    recipe["sources"][0].max_chars = 600_000  # a small sample of the same recipe
+    m = prepare(REPO, tok, tmp_path / "out", num_workers=2, **recipe)
     stdlib = next(s for s in m["sources"] if s["name"] == "stdlib")
     assert (
         stdlib["num_documents"] > 5
