@@ -33,6 +33,8 @@ import pickle
 import time
 from collections import Counter, deque
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,25 +152,29 @@ def _run_in_worker(args: tuple) -> dict:
 
 
 class _Ready:
-    """A finished result with the `AsyncResult.get` interface (inline mode)."""
+    """A finished result with the `.result()` interface of a future (inline mode)."""
 
     def __init__(self, value):
         self.value = value
 
-    def get(self):
+    def result(self):
         return self.value
 
 
 @contextmanager
 def _executor(num_workers: int, setup: WorkerSetup):
-    """Yield submit(args) -> object with .get(): a process pool, or inline when num_workers == 0."""
+    """Yield submit(args) -> future: worker processes, or inline when num_workers == 0. A worker
+    that dies (killed, out of memory) fails the run with BrokenProcessPool instead of hanging it."""
     if num_workers == 0:
         worker = Worker(setup)
         yield lambda args: _Ready(worker.run(*args))
         return
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    with ctx.Pool(num_workers, initializer=_init_worker, initargs=(setup,)) as pool:
-        yield lambda args: pool.apply_async(_run_in_worker, (args,))
+    pool = ProcessPoolExecutor(num_workers, mp_context=ctx, initializer=_init_worker, initargs=(setup,))
+    try:
+        yield lambda args: pool.submit(_run_in_worker, args)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 # ---------------------------------------------------------------- reading
@@ -426,7 +432,13 @@ def run_task(
                 return
             keys, chars, future = payload
             t = time.perf_counter()
-            result = future.get()
+            try:
+                result = future.result()
+            except BrokenProcessPool as err:
+                raise RuntimeError(
+                    "a data worker process died (killed or out of memory?); re-run to resume "
+                    "after the finished chunks"
+                ) from err
             wait += time.perf_counter() - t
             chunks.setdefault((s, c), _Chunk(recipe, s, dtype)).add(keys, chars, result)
 
