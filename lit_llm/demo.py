@@ -21,16 +21,15 @@ DEFAULT_RECIPE = Path(__file__).resolve().parents[1] / "configs" / "data" / "def
 
 
 def default_recipe() -> tuple[dict, list]:
-    """The built-in default data recipe (configs/data/default.yaml) and its sources present on this machine."""
-    import yaml
-
+    """The built-in default data recipe as `prepare_dataset` arguments, and its sources present here."""
+    from lit_llm.data.prepare import load_recipe
     from lit_llm.data.recipe import resolve_sources, to_source
 
     if not DEFAULT_RECIPE.exists():
         raise UserError(
             f"{DEFAULT_RECIPE}: default recipe not found; run the demo from a clone of the repository"
         )
-    recipe = yaml.safe_load(DEFAULT_RECIPE.read_text(encoding="utf-8"))
+    recipe = load_recipe(DEFAULT_RECIPE)
     sources, _ = resolve_sources([to_source(s) for s in recipe["sources"]])
     return recipe, sources
 
@@ -106,7 +105,6 @@ def demo_command(
     """
     from lit_llm.checkpoint import load_gpt
     from lit_llm.data.prepare import prepare_dataset
-    from lit_llm.data.recipe import SplitConfig
     from lit_llm.export import export_checkpoint
     from lit_llm.generate import generate_text
     from lit_llm.lightning_cli import run_lightning_cli
@@ -127,12 +125,7 @@ def demo_command(
     print(f"[2/6] training a {vocab_size}-token BPE tokenizer")
     train_tokenizer(sources, out / "tokenizer", vocab_size=vocab_size, max_chars=max_chars)
     print("[3/6] preparing shards (filters, dedup, tokenize)")
-    manifest = prepare_dataset(
-        sources=recipe["sources"],
-        split=SplitConfig(**recipe.get("split", {})),
-        tokenizer=str(out / "tokenizer"),
-        output=str(out / "data"),
-    )
+    manifest = prepare_dataset(tokenizer=str(out / "tokenizer"), output=str(out / "data"), **recipe)
     print(f"[4/6] pre-training for up to {max_steps} steps / {max_minutes:g} minutes")
     cli = run_lightning_cli(fit_args(out, out / "data", max_steps, max_minutes))
     print("[5/6] validating, sampling, exporting")
