@@ -32,6 +32,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import uuid
 from collections import deque
 from datetime import datetime, timezone
@@ -457,7 +458,7 @@ class LossSpikeRollback(Callback):
 
     def _record(self, trainer: Trainer, event: dict) -> None:
         now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-        event = {"id": uuid.uuid4().hex[:12], "time": now, **event}
+        event = {"id": uuid.uuid4().hex[:12], "time": now, **{k: _json_safe(v) for k, v in event.items()}}
         self.events.append(event)
         self._write_event(trainer, event)
 
@@ -580,7 +581,14 @@ def _grad_scale(trainer: Trainer) -> float:
     return float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
 
 
+def _json_safe(value):
+    """NaN and Inf as strings ("nan", "inf"): strict JSON readers (jq, browsers) reject the bare tokens."""
+    return str(value) if isinstance(value, float) and not math.isfinite(value) else value
+
+
 @rank_zero_only
 def _remove_file(path: str) -> None:
+    if os.path.isdir(path):  # a sharded (distributed) checkpoint is a folder
+        shutil.rmtree(path, ignore_errors=True)
     with contextlib.suppress(FileNotFoundError):
         os.remove(path)

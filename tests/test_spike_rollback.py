@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 from lightning.pytorch import Callback, Trainer
+from lightning.pytorch.plugins.precision import MixedPrecision
 from lit_llm.callbacks.spike_rollback import (
     REQUEST_FILE,
     LossSpikeEscalation,
@@ -258,7 +259,9 @@ def test_planted_spike_is_rolled_back_and_its_data_skipped(data, clean_run, tmp_
     assert "spike/loss" in metrics and "spike/skipped_samples" in metrics
 
 
-def tiny_fit_parts(data: Path, root: Path, callbacks: list, steps: int, module_cls=LitLLM, **module_kwargs):
+def tiny_fit_parts(
+    data: Path, root: Path, callbacks: list, steps: int, module_cls=LitLLM, plugins=None, **module_kwargs
+):
     datamodule = LitDataModule(str(data), seq_len=32, batch_size=4, verify_checksums=False)
     module = module_cls(
         arch=ModelConfig(n_layer=2, n_head=2, d_model=32, max_seq_len=64),
@@ -278,6 +281,7 @@ def tiny_fit_parts(data: Path, root: Path, callbacks: list, steps: int, module_c
         enable_model_summary=False,
         limit_val_batches=0,
         callbacks=callbacks,
+        plugins=plugins,
     )
     return trainer, module, datamodule
 
@@ -297,6 +301,28 @@ def test_nan_loss_never_reaches_the_optimizer(data, tmp_path):
     )
     assert watch.checked == [3, 12] and watch.changed == [] and watch.bad_updates == []
     assert all(torch.isfinite(p).all() for p in module.parameters())
+
+
+def test_fp16_grad_scaler_overflow_is_left_to_the_scaler(data, tmp_path):
+    # fp16 autocast runs on CPU too: a huge initial scale overflows the first gradients (the scaler
+    # skips those steps and halves its scale), which is no spike; a NaN loss still is.
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**24)
+    watch, callback = WatchUpdates(nan_steps=(12,)), LossSpikeRollback(**DETECTOR)
+    trainer, module, datamodule = tiny_fit_parts(
+        data,
+        tmp_path,
+        [watch, callback],
+        steps=16,
+        module_cls=NaNLossAt,
+        nan_steps=(12,),
+        plugins=[MixedPrecision("16-mixed", "cpu", scaler)],
+    )
+    assert fit_with_rollbacks(trainer, module, datamodule) == 1
+    assert scaler.get_scale() <= 2.0**19  # at least five overflows
+    spike, resume = read_jsonl(tmp_path / "spike_events.jsonl")
+    assert (spike["step"], spike["action"], spike["loss"], resume["step"]) == (12, "rollback", "nan", 5)
+    assert max(callback.losses) < 7  # the detector sees the loss, not the scaled loss
+    assert watch.changed == [] and watch.bad_updates == []
 
 
 def test_escalation_stops_with_the_event_log(data, tmp_path):
