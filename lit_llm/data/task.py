@@ -388,6 +388,52 @@ def _estimate_task_chars(recipe: Recipe, task_index: int, num_tasks: int) -> int
     return total
 
 
+class _Pipeline:
+    """The task process' loop: submit batches to the workers in stream order, take results back in
+    the same order, and write each chunk when its last batch is in (at most `limit` batches queued)."""
+
+    def __init__(self, recipe: Recipe, tdir: Path, dtype: np.dtype, submit, limit: int):
+        self.recipe, self.tdir, self.dtype, self.submit, self.limit = recipe, tdir, dtype, submit, limit
+        self.bands = recipe.dedup.minhash.bands if recipe.dedup.minhash.enabled else 0
+        self.inflight: deque = deque()
+        self.chunks: dict[tuple[int, int], _Chunk] = {}
+        self.processed, self.wait = 0, 0.0
+
+    def feed(self, kind: str, s: int, c: int, batch: list | None) -> None:
+        if kind == "batch":
+            keys = np.array([(f, r, b) for f, r, b, _, _ in batch],
+                            dtype=[("file", "<u4"), ("rec", "<u8"), ("block", "<u4")])  # fmt: skip
+            texts = [it[3] for it in batch]
+            future = self.submit((self.recipe.sources[s].filter_set, texts, [it[4] for it in batch]))
+            self.inflight.append((kind, s, c, (keys, sum(map(len, texts)), future)))
+        else:
+            self.inflight.append((kind, s, c, None))
+        while len(self.inflight) > self.limit or (self.inflight and self.inflight[0][0] == "end"):
+            self.drain()
+
+    def drain(self) -> None:
+        kind, s, c, payload = self.inflight.popleft()
+        if kind == "end":
+            chunk = self.chunks.pop((s, c), None) or _Chunk(self.recipe, s, self.dtype)  # empty: no batch
+            chunk.write(chunk_base(self.tdir, s, c), self.bands)
+            self.processed += 1
+            return
+        keys, chars, future = payload
+        start = time.perf_counter()
+        try:
+            result = future.result()
+        except BrokenProcessPool as err:
+            raise RuntimeError(
+                "a data worker process died (killed or out of memory?); re-run to resume after the finished chunks"
+            ) from err
+        self.wait += time.perf_counter() - start
+        self.chunks.setdefault((s, c), _Chunk(self.recipe, s, self.dtype)).add(keys, chars, result)
+
+    def finish(self) -> None:
+        while self.inflight:
+            self.drain()
+
+
 def run_task(
     recipe: Recipe,
     tokenizer,
@@ -410,62 +456,25 @@ def run_task(
     counts = [_Counts() for _ in recipe.sources]
     reader_args = [(stats[s], counts[s], strict, task_index, num_tasks, recipe.split.max_doc_chars)
                    for s in range(len(recipe.sources))]  # fmt: skip
-    dtype = token_dtype(tokenizer.vocab_size)
-    bands = recipe.dedup.minhash.bands if recipe.dedup.minhash.enabled else 0
-    chunks: dict[tuple[int, int], _Chunk] = {}
-    processed, wait = 0, 0.0
     desc = "prepare" if num_tasks == 1 else f"prepare task {task_index + 1}/{num_tasks}"
     bar = tqdm(total=_estimate_task_chars(recipe, task_index, num_tasks), unit="char", unit_scale=True,
                desc=desc, disable=not progress, smoothing=0.1)  # fmt: skip
     items = _Timed(_work_items(recipe, done, reader_args, bar))
     with bar, _executor(num_workers, WorkerSetup(tokenizer, recipe)) as submit:
-        inflight: deque = deque()
-        limit = max(1, num_workers) * INFLIGHT_PER_WORKER
-
-        def drain() -> None:
-            nonlocal processed, wait
-            kind, s, c, payload = inflight.popleft()
-            if kind == "end":
-                chunk = chunks.pop((s, c), None) or _Chunk(recipe, s, dtype)  # empty chunk: no batch
-                chunk.write(chunk_base(tdir, s, c), bands)
-                processed += 1
-                return
-            keys, chars, future = payload
-            t = time.perf_counter()
-            try:
-                result = future.result()
-            except BrokenProcessPool as err:
-                raise RuntimeError(
-                    "a data worker process died (killed or out of memory?); re-run to resume "
-                    "after the finished chunks"
-                ) from err
-            wait += time.perf_counter() - t
-            chunks.setdefault((s, c), _Chunk(recipe, s, dtype)).add(keys, chars, result)
-
-        for kind, s, c, batch in items:
-            if kind == "batch":
-                keys = np.array(
-                    [(f, r, b) for f, r, b, _, _ in batch],
-                    dtype=[("file", "<u4"), ("rec", "<u8"), ("block", "<u4")],
-                )
-                texts = [it[3] for it in batch]
-                future = submit((recipe.sources[s].filter_set, texts, [it[4] for it in batch]))
-                inflight.append((kind, s, c, (keys, sum(map(len, texts)), future)))
-            else:
-                inflight.append((kind, s, c, None))
-            while len(inflight) > limit or (inflight and inflight[0][0] == "end"):
-                drain()
-        while inflight:
-            drain()
+        pipe = _Pipeline(recipe, tdir, token_dtype(tokenizer.vocab_size), submit,
+                         max(1, num_workers) * INFLIGHT_PER_WORKER)  # fmt: skip
+        for item in items:
+            pipe.feed(*item)
+        pipe.finish()
     summary = {
         "task_index": task_index, "num_tasks": num_tasks, "recipe_sha256": recipe.sha256(),
         "tokenizer_sha256": tokenizer.sha256, "workers": num_workers,
-        "chunks_processed": processed, "chunks_skipped": len(done),
+        "chunks_processed": pipe.processed, "chunks_skipped": len(done),
         "sources": [{"name": src.name, "read": stats[s].as_dict(), **counts[s].__dict__,
                      "chunks": len(list((tdir / f"s{s:03d}").glob("c*.pkl")))}
                     for s, src in enumerate(recipe.sources)],
         "log": [line for st in stats for line in st.log],
-        "seconds": {"read": items.seconds, "wait_for_workers": wait, "wall": time.perf_counter() - started,
+        "seconds": {"read": items.seconds, "wait_for_workers": pipe.wait, "wall": time.perf_counter() - started,
                     "parent_cpu": time.process_time() - cpu_started},
     }  # fmt: skip
     atomic_write_bytes(tdir / "task.json", lambda f: f.write(json.dumps(summary, indent=1).encode()))
