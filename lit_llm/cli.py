@@ -76,12 +76,23 @@ def _gather_list_values(args: list[str], list_params: set[str]) -> list[str]:
     return out
 
 
+def _positional_first(func, args: list[str]) -> list[str]:
+    """`lit-llm data inspect FOLDER` -> `--folder FOLDER`: a leading bare value names the first parameter."""
+    import inspect
+
+    if args and not args[0].startswith("-"):
+        first = next(iter(inspect.signature(func).parameters))
+        return [f"--{first}", *args]
+    return args
+
+
 def _run_plain(target: str, args: list[str], prog: str) -> None:
     from jsonargparse import CLI
 
     module_name, func_name = target.split(":")
     func = getattr(importlib.import_module(module_name), func_name)
-    CLI(func, args=_gather_list_values(args, _list_params(func)), prog=prog, as_positional=False)
+    args = _gather_list_values(_positional_first(func, args), _list_params(func))
+    CLI(func, args=args, prog=prog, as_positional=False)
 
 
 def main(argv: list[str] | None = None) -> None:

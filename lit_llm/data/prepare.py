@@ -50,7 +50,6 @@ from lit_llm.data.task import run_task
 from lit_llm.errors import UserError
 
 OUTPUT_ENTRIES = (MANIFEST_NAME, "train", "val", "tokenizer", REJECTED, LOG, WORK)
-LIST_FLAGS = ("--input", "--val_input")
 
 
 def default_workers() -> int:
@@ -334,31 +333,3 @@ def load_recipe(path: str | os.PathLike) -> dict:
     except Exception as err:  # jsonargparse reports bad keys and types in several exception types
         raise UserError(f"{path}: not a valid data recipe ({' '.join(str(err).split())[:300]})") from err
     return {key: cfg[key] for key in keys}
-
-
-def expand_list_flags(args: list[str], flags: tuple[str, ...] = LIST_FLAGS) -> list[str]:
-    """Rewrite `--input a b c` as `--input [a, b, c]` (JSON) for jsonargparse, which takes one
-    value per flag; a single value stays as it is. For the CLI's argument pre-processing."""
-    out, i = [], 0
-    while i < len(args):
-        if args[i] in flags:
-            j = i + 1
-            while j < len(args) and not args[j].startswith("--"):
-                j += 1
-            values = args[i + 1 : j]
-            out += [args[i], json.dumps(values) if len(values) > 1 else (values[0] if values else "")]
-            i = j
-        else:
-            out.append(args[i])
-            i += 1
-    return out
-
-
-def normalize_args(command: tuple[str, ...], args: list[str]) -> list[str]:
-    """Pre-process `lit-llm data ...` arguments for jsonargparse (one value per flag, no positionals):
-    `--input a b c` becomes one JSON list, and `data inspect|merge FOLDER` becomes `--folder|--output FOLDER`."""
-    args = expand_list_flags(list(args))
-    positional = {("data", "inspect"): "--folder", ("data", "merge"): "--output"}.get(tuple(command))
-    if positional and args and not args[0].startswith("-"):
-        args = [positional, *args]
-    return args

@@ -21,10 +21,8 @@ import pytest
 from lit_llm.data.dedup import DedupConfig, MinHashConfig
 from lit_llm.data.filters import FilterConfig, FilterPipeline
 from lit_llm.data.prepare import (
-    expand_list_flags,
     load_recipe,
     merge_command,
-    normalize_args,
     prepare_dataset,
 )
 from lit_llm.data.recipe import SplitConfig
@@ -389,9 +387,7 @@ def test_cli_prepare_inspect_and_errors(corpus, tmp_path, capsys):
             ]
         )
     assert exit_info.value.code == 1 and "nope: no such file" in capsys.readouterr().err
-    expanded = expand_list_flags(["--input", "a", "b", "--output", "o"])
-    assert expanded == ["--input", '["a", "b"]', "--output", "o"]
-    # `--input PATH PATH` and `data inspect FOLDER` once the CLI passes its arguments through normalize_args
+    # `--input PATH PATH` and `data inspect FOLDER` on the command line
     two = tmp_path / "two"
     args = [
         "--input",
@@ -406,7 +402,7 @@ def test_cli_prepare_inspect_and_errors(corpus, tmp_path, capsys):
         [
             "data",
             "prepare",
-            *normalize_args(("data", "prepare"), args),
+            *args,
             "--num_workers",
             "0",
             "--progress",
@@ -415,7 +411,7 @@ def test_cli_prepare_inspect_and_errors(corpus, tmp_path, capsys):
     )
     assert [s["name"] for s in json.loads((two / "manifest.json").read_text())["sources"]] == ["prose", "web"]
     capsys.readouterr()
-    main(["data", "inspect", *normalize_args(("data", "inspect"), [str(two), "--num_docs", "0"])])
+    main(["data", "inspect", str(two), "--num_docs", "0"])
     assert "prose" in capsys.readouterr().out
 
 
