@@ -176,16 +176,16 @@ class LitDataModule(LightningDataModule):
             raise UserError(f"{self.path}: no training shards in the manifest")
         self.source_names = list(weights)
         self.source_weights = [weights[n] for n in self.source_names]
-        self.train_sets = [
-            ShardSet.open(self.path, "train", n, self.verify_checksums) for n in self.source_names
-        ]
+        verify = self.verify_checksums and not getattr(self, "_checksums_verified", False)
+        self.train_sets = [ShardSet.open(self.path, "train", n, verify) for n in self.source_names]
         for name, shards in zip(self.source_names, self.train_sets):
             if shards.num_tokens < self.seq_len + 1:
                 raise UserError(
                     f"{self.path}: source {name!r} has {shards.num_tokens} training tokens, "
                     f"fewer than seq_len + 1 = {self.seq_len + 1}"
                 )
-        self.val_set = ShardSet.open(self.path, "val", None, self.verify_checksums)
+        self.val_set = ShardSet.open(self.path, "val", None, verify)
+        self._checksums_verified = True  # once per process: a rollback's re-fit calls setup again
 
     def train_dataloader(self) -> DataLoader:
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
