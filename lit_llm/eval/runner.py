@@ -75,7 +75,13 @@ def run_tasks(
         random.seed(0)
         np.random.seed(1234)
         torch.manual_seed(1234)
-        loaded = manager.load(names)
+        try:
+            loaded = manager.load(names)
+        except ConnectionError as err:  # a stock task whose data set is not in the local cache
+            raise UserError(
+                f"{err}; lm-eval's stock tasks download their data (network, HF_HUB_OFFLINE unset), "
+                "or use the local tasks (--task_source local)"
+            ) from None
         for task in loaded["tasks"].values():
             if num_fewshot is not None and task.get_config("num_fewshot") != 0:
                 task.set_config(key="num_fewshot", value=num_fewshot)
