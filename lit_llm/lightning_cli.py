@@ -18,6 +18,7 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 
 from lit_llm.data.datamodule import LitDataModule
+from lit_llm.errors import UserError
 from lit_llm.module import LitLLM
 
 
@@ -51,8 +52,6 @@ class LitLLMCLI(LightningCLI):
             and ckpt_path not in ("last", "hpc", "best", "registry")
             and not Path(ckpt_path).exists()
         ):
-            from lit_llm.errors import UserError
-
             raise UserError(f"{ckpt_path}: checkpoint not found")
 
     def after_fit(self) -> None:
