@@ -2,6 +2,8 @@
 
 import subprocess
 import sys
+import zipfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -101,3 +103,19 @@ def test_console_script_help_and_installed_callbacks(tmp_path):
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path
     ).stdout.split()
     assert out[0].endswith("callbacks/__init__.py") and out[1] == "None"
+
+
+def test_built_wheel_maps_callbacks_into_the_package(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(root)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if proc.returncode:
+        pytest.skip(f"cannot build a wheel here: {proc.stderr.strip().splitlines()[-1:]}")
+    names = zipfile.ZipFile(next(tmp_path.glob("*.whl"))).namelist()
+    assert "lit_llm/callbacks/__init__.py" in names and "lit_llm/data/filters/prose.py" in names
+    assert not any(n.startswith("callbacks/") for n in names)
+    assert any(n.startswith("lit_llm/eval/tasks/mmlu/") and n.endswith(".yaml") for n in names)
