@@ -427,8 +427,15 @@ def run_cli(args: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
     )
 
 
+STRATEGIES = {
+    "ddp": ["--trainer.strategy", "ddp"],
+    "fsdp2": ["--trainer.strategy.class_path", "lightning.pytorch.strategies.ModelParallelStrategy"],
+}
+
+
 @pytest.mark.slow
-def test_ddp_ranks_roll_back_together(data, tmp_path):
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_ranks_roll_back_together(data, tmp_path, strategy):
     # Two ranks x 4 samples: step 17 holds samples 136..143; the step-10 checkpoint is at sample 80.
     extra = [poison(137, 144)]
     result = run_cli(
@@ -438,8 +445,7 @@ def test_ddp_ranks_roll_back_together(data, tmp_path):
             str(data),
             "--trainer.max_steps",
             "24",
-            "--trainer.strategy",
-            "ddp",
+            *STRATEGIES[strategy],
             "--trainer.devices",
             "2",
             "--trainer.default_root_dir",
