@@ -1,9 +1,9 @@
-"""Text normalisation shared by the data pipeline: decoding, newlines, the exact-dedup key and
+"""Text normalisation shared by the data pipeline: newlines, the exact-dedup key and
 a fast regex word tokenizer used by the quality filters and MinHash.
 
-    from lit_llm.data.normalize import decode_utf8, normalize_newlines, dedup_key, split_words
+    from lit_llm.data.normalize import normalize_newlines, dedup_key, split_words
+    # bytes -> text (undecodable bytes replaced and counted) is lit_llm.data.sources.decode_text
 
-    text, n_replaced = decode_utf8(raw_bytes)  # never raises; counts replacement characters
     text = normalize_newlines(text)            # "\\r\\n" and "\\r" -> "\\n"
     key = dedup_key(text)                      # NFC, whitespace runs -> one space, stripped
     words = split_words(text)                  # spaCy-English-like words and punctuation tokens
@@ -126,15 +126,6 @@ _SPLIT_FORMS = {
 }
 _CONTENT_WORD_RE = re.compile(r"\w+")
 _WHITESPACE_RE = re.compile(r"\s+")
-
-
-def decode_utf8(data: bytes) -> tuple[str, int]:
-    """Decode UTF-8, replacing undecodable bytes with U+FFFD; return (text, replacements made)."""
-    try:
-        return data.decode("utf-8"), 0
-    except UnicodeDecodeError:
-        text = data.decode("utf-8", errors="replace")
-        return text, text.count("\ufffd") - data.count("\ufffd".encode())
 
 
 def normalize_newlines(text: str) -> str:

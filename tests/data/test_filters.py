@@ -27,7 +27,8 @@ from lit_llm.data.filters import (
     merge_stats,
 )
 from lit_llm.data.filters.prose import _NGrams
-from lit_llm.data.normalize import decode_utf8, normalize_newlines, split_words
+from lit_llm.data.normalize import normalize_newlines, split_words
+from lit_llm.data.sources import ReadStats, decode_text
 from lit_llm.errors import UserError
 
 GOOD = """The history of the river valley is long and full of surprises for anyone who studies it.
@@ -75,9 +76,10 @@ def test_split_words_follows_spacy_english_conventions():
 
 
 def test_decode_and_newlines():
-    assert decode_utf8("héllo".encode()) == ("héllo", 0)
-    text, bad = decode_utf8(b"ok \xff\xfe end \xef\xbf\xbd")  # two bad bytes + one real U+FFFD
-    assert text.startswith("ok ") and bad == 2
+    stats = ReadStats()
+    assert decode_text("héllo".encode(), stats) == "héllo" and stats.replaced_bytes == 0
+    text = decode_text(b"ok \xff\xfe end \xef\xbf\xbd", stats)  # two bad bytes + one real U+FFFD
+    assert text.startswith("ok ") and stats.replaced_bytes == 2
     assert normalize_newlines("a\r\nb\rc\n") == "a\nb\nc\n"
 
 
