@@ -1,4 +1,4 @@
-"""Benchmark for `lit-llm data prepare` (issue 4): end-to-end MB/s and tokens/s, per-stage time, peak
+"""Benchmark for `lit-llm data prepare`: end-to-end MB/s and tokens/s, per-stage time, peak
 RSS at two corpus sizes, the tokenize stage against raw `tokenizers`, MinHash in documents/s.
 
     python ../shared/tools/build_bench_corpus.py --out /tmp/bench38      # once (37.9 MB, 8 jsonl files)

@@ -1,4 +1,4 @@
-"""Benchmark for the tokenizer (issue 3): training time, peak RSS, bytes/token, encode throughput.
+"""Benchmark for the tokenizer: training time, peak RSS, bytes/token, encode throughput.
 
     .venv/bin/python bench/bench_tokenizer.py                 # vocab 8k and 32k
     .venv/bin/python bench/bench_tokenizer.py --vocab 8000 --out /tmp/bench_tok

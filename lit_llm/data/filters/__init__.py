@@ -1,4 +1,4 @@
-"""Quality filters for the data pipeline (issue 4): prose (Gopher repetition, Gopher quality, C4
+"""Quality filters for the data pipeline: prose (Gopher repetition, Gopher quality, C4
 line cleaning, FineWeb rules, defaults equal to datatrove 0.10's) and code (line lengths,
 alphanumeric fraction, generated-file markers), chained by `FilterPipeline`.
 
