@@ -18,7 +18,8 @@ CUDA generators restored), on the unwrapped GPT in eval mode (train mode restore
 touching the data module, so the next batches and losses are the ones a run without the
 callback sees. Under DDP every rank scores a share of the requests (lm-eval's rank sharding
 through the strategy's collectives) and rank 0 logs. The model must be whole on every rank
-(DDP, single device); sharded models (FSDP) are not supported.
+(DDP, single device). Under FSDP2 every rank joins one full-weights gather, rank 0 scores an
+unsharded copy alone and the other ranks wait at a barrier (the copy must fit on one device).
 """
 
 from __future__ import annotations
@@ -153,14 +154,22 @@ class BenchmarkEval(Callback):
         from lit_llm.eval.runner import flat_metrics, run_tasks
         from lit_llm.eval.wrapper import LitLLMEval
 
-        gpt = pl_module.model
+        gpt, strategy = pl_module.model, trainer.strategy if trainer.world_size > 1 else None
+        sharded = pl_module.device_mesh is not None
+        if sharded:  # FSDP2: ranks hold shards; score on a whole copy on rank 0
+            gpt, strategy = self._gather_whole_model(trainer, pl_module), None
+            if gpt is None:
+                trainer.strategy.barrier("benchmark_eval")
+                self.last_step = trainer.global_step if step is None else step
+                return
         was_training = gpt.training
         lm = LitLLMEval(
             gpt,
             self._tokenizer,
             batch_size=self.batch_size,
             max_gen_toks=self.max_gen_toks,
-            strategy=trainer.strategy if trainer.world_size > 1 else None,
+            strategy=strategy,
+            single_process=sharded,
             seed=self.seed,
             progress=self.progress_bar,
         )
@@ -182,6 +191,8 @@ class BenchmarkEval(Callback):
             gpt.train(was_training)
         step = trainer.global_step if step is None else step
         self.last_step = step
+        if pl_module.device_mesh is not None:
+            trainer.strategy.barrier("benchmark_eval")  # the other ranks wait here while rank 0 scores
         if results is None:  # not rank 0: lm-eval gathered this rank's scores there
             return
         metrics = flat_metrics(results, self.tasks, subtasks=self.log_subtasks)
@@ -191,6 +202,25 @@ class BenchmarkEval(Callback):
             logger.log_metrics(metrics, step=step)
         shown = ", ".join(f"{k.removeprefix('eval/')}={v:.4g}" for k, v in metrics.items())
         rank_zero_info(f"BenchmarkEval at step {step}: {shown}")
+
+    @staticmethod
+    def _gather_whole_model(trainer: Trainer, pl_module: LightningModule):
+        """An unsharded copy of an FSDP2 model on rank 0 (None elsewhere); every rank joins the gather."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        from lit_llm.model import GPT
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        state = get_model_state_dict(pl_module.model, options=options)  # a collective: all ranks call it
+        if trainer.global_rank != 0:
+            return None
+        state = {
+            k.replace("_checkpoint_wrapped_module.", "").replace("_orig_mod.", ""): v
+            for k, v in state.items()
+        }
+        whole = GPT(pl_module.model_config)
+        whole.load_state_dict(state)
+        return whole.to(pl_module.device)
 
     # ---- state -------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import pytest
 
 from lit_llm.checkpoint import load_gpt
 from tests.helpers import make_text_folder
-from tests.test_training import TINY, train_losses
+from tests.test_training import TINY, read_metrics, train_losses
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["--trainer.val_check_interval", "100", "--trainer.limit_val_batches", "2"]
@@ -181,3 +181,45 @@ def test_two_node_torchrun_launch_on_loopback(data, tmp_path):
     for agent, (_, err) in zip(agents, results):
         assert agent.returncode == 0, err[-4000:]
     assert max(train_losses(tmp_path / "run")) == 2
+
+
+def test_fsdp2_benchmark_eval_scores_the_gathered_model(data, tmp_path):
+    text = tmp_path / "held_out.txt"
+    text.write_text("To be, or not to be, that is the question.\n\n" * 20)
+    callback = {
+        "class_path": "lit_llm.callbacks.BenchmarkEval",
+        "init_args": {
+            "tasks": "perplexity",
+            "text_file": str(text),
+            "every_n_steps": 2,
+            "limit": 2,
+            "at_fit_end": False,
+            "progress_bar": False,
+        },
+    }
+    (tmp_path / "cb.json").write_text(json.dumps({"trainer": {"callbacks": [callback]}}))
+    run = tmp_path / "run"
+    lit_llm(
+        [
+            "fit",
+            *TINY,
+            *QUIET,
+            "--data.path",
+            str(data),
+            "--data.batch_size",
+            "2",
+            "--trainer.max_steps",
+            "4",
+            "--trainer.devices",
+            "2",
+            "--trainer.strategy.class_path",
+            "lightning.pytorch.strategies.ModelParallelStrategy",
+            "--trainer.default_root_dir",
+            str(run),
+            "--config",
+            str(tmp_path / "cb.json"),
+        ]
+    )
+    rows = read_metrics(run)
+    bpb = [float(r["eval/perplexity/bits_per_byte"]) for r in rows if r.get("eval/perplexity/bits_per_byte")]
+    assert len(bpb) == 2 and all(0 < b < 20 for b in bpb)

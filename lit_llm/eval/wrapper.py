@@ -67,6 +67,7 @@ class LitLLMEval(TemplateLM):
         device: str | None = None,
         dtype: str | None = None,
         strategy=None,
+        single_process: bool = False,
         seed: int = 1234,
         progress: bool = True,
         **kwargs,
@@ -82,6 +83,8 @@ class LitLLMEval(TemplateLM):
             device: Device for a checkpoint (default: cuda when available, else cpu); a live model stays put.
             dtype: Cast a loaded checkpoint to this dtype (float32, bfloat16, float16).
             strategy: A Lightning Strategy: ranks share the requests through its collectives.
+            single_process: Score every request here, as rank 0 of 1, even inside a process group
+                (rank 0 evaluating a gathered copy of a sharded model).
             seed: Seed of the private generator used when a task samples (do_sample); global RNGs are untouched.
             progress: Show a progress bar over requests (rank 0).
         """
@@ -103,7 +106,7 @@ class LitLLMEval(TemplateLM):
         self.seed, self.progress, self.strategy = seed, progress, strategy
         if strategy is not None:
             self._rank, self._world_size = strategy.global_rank, strategy.world_size
-        elif dist.is_available() and dist.is_initialized():
+        elif dist.is_available() and dist.is_initialized() and not single_process:
             self._rank, self._world_size = dist.get_rank(), dist.get_world_size()
 
     # ---- facts lm-eval asks for --------------------------------------------------------
