@@ -14,7 +14,6 @@ References on this machine: nanoGPT's CPU recipe 2.72 bpb in 200 s; litgpt 0.5.1
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import subprocess
@@ -172,8 +171,9 @@ def main() -> None:
     if proc.returncode:
         raise SystemExit(proc.stderr[-3000:])
     total = elapsed()
-    with open(next((tmp / "run").glob("logs/version_*/metrics.csv"))) as f:
-        rows = list(csv.DictReader(f))
+    from lit_llm.plot import read_metrics
+
+    rows = read_metrics(tmp / "run")
     bpb = [float(r["val/bpb"]) for r in rows if r.get("val/bpb")]
     loss = [float(r["val/loss"]) for r in rows if r.get("val/loss")]
     print(

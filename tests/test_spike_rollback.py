@@ -28,40 +28,10 @@ from lit_llm.data.datamodule import LitDataModule
 from lit_llm.model import ModelConfig
 from lit_llm.module import LitLLM, OptimizerConfig, ScheduleConfig
 from tests.helpers import make_text_folder
+from tests.test_training import TINY as TRAINING_TINY
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "--model.arch.n_layer",
-    "2",
-    "--model.arch.n_head",
-    "2",
-    "--model.arch.d_model",
-    "32",
-    "--model.arch.max_seq_len",
-    "64",
-    "--data.seq_len",
-    "32",
-    "--data.batch_size",
-    "4",
-    "--trainer.accelerator",
-    "cpu",
-    "--trainer.enable_model_summary",
-    "false",
-    "--trainer.enable_progress_bar",
-    "false",
-    "--trainer.log_every_n_steps",
-    "1",
-    "--trainer.val_check_interval",
-    "100",
-    "--trainer.limit_val_batches",
-    "2",
-    "--model.schedule.warmup_steps",
-    "3",
-    "--model.optimizer.lr",
-    "0.01",
-    "--seed_everything",
-    "7",
-]
+TINY = [*TRAINING_TINY, "--trainer.val_check_interval", "100", "--trainer.limit_val_batches", "2"]
 # Test thresholds: short window and warm-up for 30-step runs; clean checkpoints every 5 steps.
 DETECTOR = {
     "warmup_steps": 8,

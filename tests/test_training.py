@@ -1,6 +1,5 @@
 """Real Lightning fits through `lit-llm fit`: metrics, exact resume after SIGKILL, validate, bad inputs."""
 
-import csv
 import os
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import yaml
 from lit_llm.cli import main
 from lit_llm.errors import UserError
 from lit_llm.module import LitLLM, ScheduleConfig, lr_factor
+from lit_llm.plot import read_metrics
 from tests.helpers import make_text_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,14 +49,6 @@ TINY = [
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     return make_text_folder(tmp_path_factory.mktemp("text"))
-
-
-def read_metrics(run: Path) -> list[dict]:
-    rows = []
-    for path in sorted(run.glob("logs/version_*/metrics.csv")):
-        with open(path) as f:
-            rows += list(csv.DictReader(f))
-    return rows
 
 
 def train_losses(run: Path) -> dict[int, str]:
