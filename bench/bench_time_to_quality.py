@@ -91,29 +91,9 @@ def step_seconds(args, vocab: int) -> float:
     return sorted(times[2:])[len(times[2:]) // 2] * 1.08  # fit adds logging, clipping and data
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--budget", type=float, default=200.0, help="wall-clock seconds, everything included")
-    p.add_argument("--vocab", type=int, default=1024)
-    p.add_argument("--n_layer", type=int, default=4)
-    p.add_argument("--n_head", type=int, default=4)
-    p.add_argument("--d_model", type=int, default=128)
-    p.add_argument("--seq_len", type=int, default=128)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--lr", type=float, default=4e-3)
-    p.add_argument(
-        "--reserve", type=float, default=22.0, help="seconds kept for fit start-up and the final validation"
-    )
-    args = p.parse_args()
-    if not SHAKESPEARE.exists():
-        raise SystemExit(f"{SHAKESPEARE} not found: this benchmark needs ../shared/data")
-    tmp = Path(tempfile.mkdtemp(prefix="bench-ttq-"))
-    data = prepare(tmp, args.vocab)
-    vocab = json.loads((data / "manifest.json").read_text())["vocab_size"]
-    prepared_at = elapsed()
-    per_step = step_seconds(args, vocab)
-    steps = max(10, int((args.budget - elapsed() - args.reserve) / per_step))
-    cmd = [
+def fit_command(args, data: Path, steps: int, run: Path) -> list[str]:
+    """The recipe's `lit-llm fit` command line (a fresh process) for `steps` optimizer steps."""
+    return [
         sys.executable,
         "-m",
         "lit_llm.cli",
@@ -165,8 +145,37 @@ def main() -> None:
         "--trainer.log_every_n_steps",
         "50",
         "--trainer.default_root_dir",
-        str(tmp / "run"),
+        str(run),
     ]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--budget", type=float, default=200.0, help="wall-clock seconds, everything included")
+    p.add_argument("--vocab", type=int, default=1024)
+    p.add_argument("--n_layer", type=int, default=4)
+    p.add_argument("--n_head", type=int, default=4)
+    p.add_argument("--d_model", type=int, default=128)
+    p.add_argument("--seq_len", type=int, default=128)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--lr", type=float, default=4e-3)
+    p.add_argument(
+        "--reserve", type=float, default=22.0, help="seconds kept for fit start-up and the final validation"
+    )
+    return p.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
+    if not SHAKESPEARE.exists():
+        raise SystemExit(f"{SHAKESPEARE} not found: this benchmark needs ../shared/data")
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ttq-"))
+    data = prepare(tmp, args.vocab)
+    vocab = json.loads((data / "manifest.json").read_text())["vocab_size"]
+    prepared_at = elapsed()
+    per_step = step_seconds(args, vocab)
+    steps = max(10, int((args.budget - elapsed() - args.reserve) / per_step))
+    cmd = fit_command(args, data, steps, tmp / "run")
     proc = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(proc.stderr[-3000:])

@@ -27,6 +27,8 @@ class TrainingProgressBar(TQDMProgressBar):
         if bar is None or not (trainer.max_steps and trainer.max_steps > 0):
             return super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         n = trainer.global_step
+        if bar.total != trainer.max_steps:  # a LossSpikeRollback lengthened the run by its discarded steps
+            bar.total = trainer.max_steps
         if self._should_update(n, bar.total):
             _update_n(bar, n)
             bar.set_postfix(self.get_metrics(trainer, pl_module))

@@ -54,12 +54,6 @@ class LitLLMCLI(LightningCLI):
         ):
             raise UserError(f"{ckpt_path}: checkpoint not found")
 
-    def after_fit(self) -> None:
-        # A LossSpikeRollback stops fit to roll back: re-enter fit from its clean checkpoint, in this process.
-        from lit_llm.callbacks.spike_rollback import continue_after_rollbacks
-
-        continue_after_rollbacks(self.trainer, self.model, self.datamodule)
-
 
 def trainer_defaults() -> dict:
     """Step-based validation and a bounded run; callbacks are added in `LitLLMCLI.instantiate_trainer`."""

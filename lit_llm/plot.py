@@ -28,8 +28,23 @@ def series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
     return steps, [points[s] for s in steps]
 
 
+def read_rollbacks(run_dir: str | Path) -> list[dict]:
+    """The rollback events of `spike_events.jsonl` in run_dir (none when the file is absent)."""
+    import json
+
+    path = Path(run_dir) / "spike_events.jsonl"
+    if not path.exists():
+        return []
+    events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [e for e in events if e.get("action") == "rollback"]
+
+
 def plot_loss_curve(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Training and validation loss against optimizer step, saved as a PNG next to the logs."""
+    """Training and validation loss against optimizer step, saved as a PNG next to the logs.
+
+    Steps are optimizer steps taken; a loss-spike rollback is drawn as a shaded span from the clean
+    checkpoint it returned to up to the spike: the steps of that span were discarded.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -42,7 +57,10 @@ def plot_loss_curve(run_dir: str | Path, out: str | Path | None = None) -> Path:
         steps, values = series(rows, key)
         if steps:
             ax.plot(steps, values, style, label=key, markersize=4)
-    ax.set_xlabel("optimizer step")
+    for i, event in enumerate(read_rollbacks(run_dir)):
+        label = "discarded by a rollback" if i == 0 else None
+        ax.axvspan(event["checkpoint_step"], event["step"] + 1, color="tab:red", alpha=0.15, label=label)
+    ax.set_xlabel("optimizer step (taken, including discarded ones)")
     ax.set_ylabel("cross-entropy (nats/token)")
     ax.set_title(f"lit-llm: {Path(run_dir).name}")
     ax.grid(alpha=0.3)

@@ -1,10 +1,10 @@
-"""LossSpikeRollback on real tiny fits: planted spikes are rolled back and their data skipped, NaN never
-reaches the optimizer, state round-trips, DDP ranks agree, and a killed run keeps its skip list."""
+"""LossSpikeRollback on real tiny fits: a plain `Trainer` rolls back inside `fit` and reaches max_steps,
+with loader workers, accumulation, max_time, the fp16 scaler, `lit-llm fit` defaults, a subclass,
+two-process DDP and FSDP2, and a SIGKILL after a rollback followed by `--ckpt_path last`."""
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -13,50 +13,36 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from lightning.pytorch import Callback, Trainer
+from lightning.pytorch import Callback, LightningDataModule, Trainer, seed_everything
 from lightning.pytorch.plugins.precision import MixedPrecision
-from lit_llm.callbacks.spike_rollback import (
-    REQUEST_FILE,
-    LossSpikeEscalation,
-    LossSpikeRollback,
-    LossSpikeRollbackRequired,
-    fit_with_rollbacks,
-)
+from lit_llm.callbacks.spike_rollback import LossSpikeEscalation, LossSpikeRollback
 
 from lit_llm.cli import main
 from lit_llm.data.datamodule import LitDataModule
+from lit_llm.errors import UserError
 from lit_llm.model import ModelConfig
 from lit_llm.module import LitLLM, OptimizerConfig, ScheduleConfig
+from lit_llm.plot import plot_loss_curve, read_rollbacks
 from tests.helpers import make_text_folder
 from tests.test_training import TINY as TRAINING_TINY
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [*TRAINING_TINY, "--trainer.val_check_interval", "100", "--trainer.limit_val_batches", "2"]
-# Test thresholds: short window and warm-up for 30-step runs; clean checkpoints every 5 steps.
-DETECTOR = {
-    "warmup_steps": 8,
-    "window": 8,
-    "every_n_steps": 5,
-    "clean_after_steps": 3,
-    "extra_skip_batches": 1,
-    "cooldown_steps": 5,
-    "lr_factor": 0.5,
-}
-POISON = (68, 76)  # batches 17 and 18 at 4 samples per step on one device
+# Short runs: rollback checkpoints every 5 steps, clean after 3 more, one extra batch skipped.
+FAST = {"every_n_steps": 5, "clean_after_steps": 3, "extra_skip_batches": 1, "cooldown_steps": 5}
 
 
-class PoisonSamples(Callback):
-    """A corrupted span of data: the labels of global sample indices [start, end) become random tokens."""
+class BlowUp(Callback):
+    """A learning-rate blow-up: the LR of optimizer step `step` is multiplied by `factor`, once."""
 
-    def __init__(self, start: int, end: int) -> None:
-        self.start, self.end = start, end
+    def __init__(self, step: int, factor: float = 100.0) -> None:
+        self.step, self.factor, self.fired = step, factor, False
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        index = batch["sample_index"]
-        bad = (index >= self.start) & (index < self.end)
-        if bad.any():
-            generator = torch.Generator().manual_seed(int(index[bad][0]))
-            batch["labels"][bad] = torch.randint(0, 300, batch["labels"][bad].shape, generator=generator)
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        if trainer.global_step == self.step and not self.fired:
+            self.fired = True
+            for group in optimizer.param_groups:  # the scheduler sets the next step's LR afresh
+                group["lr"] *= self.factor
 
 
 class RecordSamples(Callback):
@@ -93,7 +79,7 @@ class NaNLossAt(LitLLM):
 
 
 class WatchUpdates(Callback):
-    """Checks the gradients each optimizer update saw, and that parameters survive the NaN steps unchanged."""
+    """Records optimizer updates that saw non-finite gradients, and NaN steps whose update changed parameters."""
 
     def __init__(self, nan_steps) -> None:
         self.nan_steps, self.bad_updates, self.changed, self.checked = set(nan_steps), [], [], []
@@ -108,14 +94,14 @@ class WatchUpdates(Callback):
 
         trainer.optimizers[0].register_step_post_hook(after_step)
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         self.before = [p.detach().clone() for p in pl_module.parameters()]
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step - 1
         if step in self.nan_steps and step not in self.checked:
             self.checked.append(step)
-            if not all(torch.equal(a, b) for a, b in zip(self.before, pl_module.parameters())):
+            if not all(torch.isfinite(p).all() for p in pl_module.parameters()):
                 self.changed.append(step)
 
 
@@ -137,102 +123,13 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def callbacks_yaml(run: Path, extra: list[dict], **detector) -> Path:
-    spec = [
-        {"class_path": "lit_llm.callbacks.LossSpikeRollback", "init_args": {**DETECTOR, **detector}},
-        {"class_path": "tests.test_spike_rollback.RecordSamples", "init_args": {"folder": str(run)}},
-        *extra,
-    ]
-    path = run / f"callbacks-{len(list(run.glob('callbacks-*.yaml')))}.yaml"
-    path.write_text(yaml.safe_dump({"trainer": {"callbacks": spec}}))
-    return path
-
-
-def poison(start: int, end: int) -> dict:
-    return {
-        "class_path": "tests.test_spike_rollback.PoisonSamples",
-        "init_args": {"start": start, "end": end},
-    }
-
-
-def cli_fit(data: Path, run: Path, extra: list[dict], steps: int = 30, **detector) -> None:
-    run.mkdir(parents=True, exist_ok=True)
-    main(
-        [
-            "fit",
-            *TINY,
-            "--data.path",
-            str(data),
-            "--trainer.max_steps",
-            str(steps),
-            "--trainer.default_root_dir",
-            str(run),
-            "--config",
-            str(callbacks_yaml(run, extra, **detector)),
-        ]
+def fit_parts(data: Path, root: Path, callbacks: list, steps: int, module_cls=LitLLM, workers=0, **kwargs):
+    """A plain Trainer, LitLLM and LitDataModule, as a user's own script builds them."""
+    seed_everything(7)
+    module_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k == "nan_steps"}
+    datamodule = LitDataModule(
+        str(data), seq_len=32, batch_size=4, verify_checksums=False, num_workers=workers
     )
-
-
-def final_loss(rows: list[dict], last: int = 5) -> float:
-    by_step = {r["step"]: r["loss"] for r in rows}  # the latest record per step
-    steps = sorted(by_step)[-last:]
-    return sum(by_step[s] for s in steps) / len(steps)
-
-
-def assert_never_trained_after_resume(rows: list[dict], skip: tuple[int, int], resumed_from: int) -> None:
-    """Samples of batches trained after the rollback (a step counter reset to `resumed_from`) avoid `skip`."""
-    reset = next(i for i in range(1, len(rows)) if rows[i]["step"] <= rows[i - 1]["step"])
-    after = rows[reset:]
-    assert after[0]["step"] == resumed_from + 1
-    trained = {s for r in after for s in r["samples"]}
-    assert not trained & set(range(*skip)), sorted(trained & set(range(*skip)))
-
-
-@pytest.fixture(scope="module")
-def clean_run(data, tmp_path_factory):
-    run = tmp_path_factory.mktemp("clean")
-    cli_fit(data, run, [], grad_norm_z=6.0)
-    return run
-
-
-def test_no_false_positives_on_a_normal_run(clean_run):
-    assert read_jsonl(clean_run / "spike_events.jsonl") == []
-    rows = read_jsonl(clean_run / "samples-rank0.jsonl")
-    assert [r["step"] for r in rows] == list(range(1, 31))
-    kept = sorted(p.name for p in (clean_run / "checkpoints" / "clean").glob("*.ckpt"))
-    assert kept == [
-        "step-0000020.ckpt",
-        "step-0000025.ckpt",
-        "step-0000030.ckpt",
-    ]  # keep_last=2 clean + 1 pending
-
-
-def test_planted_spike_is_rolled_back_and_its_data_skipped(data, clean_run, tmp_path):
-    run = tmp_path / "run"
-    cli_fit(data, run, [poison(*POISON)])
-    events = read_jsonl(run / "spike_events.jsonl")
-    assert [e["event"] for e in events] == ["spike", "resume"]
-    spike, resume = events
-    assert spike["step"] == 17 and spike["action"] == "rollback" and spike["loss_z"] > 6
-    assert spike["checkpoint_step"] == 10 and spike["dropped_checkpoints"][0].endswith("step-0000015.ckpt")
-    # From the step-10 data position (sample 40) to the spike's last sample + 1 extra batch of 4.
-    assert spike["skip"] == [40, 76] and resume["skip"] == [40, 76] and resume["lr_factor"] == 0.5
-    rows = read_jsonl(run / "samples-rank0.jsonl")
-    assert_never_trained_after_resume(rows, (40, 76), resumed_from=10)
-    assert max(r["step"] for r in rows) == 30
-    clean = final_loss(read_jsonl(clean_run / "samples-rank0.jsonl"))
-    assert abs(final_loss(rows) - clean) < 0.3, (final_loss(rows), clean)
-    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
-    assert last["LitDataModule"]["skip_ranges"] == [[40, 76]]
-    assert not (run / "checkpoints" / "clean" / REQUEST_FILE).exists()
-    metrics = (next(run.glob("logs/version_*/metrics.csv"))).read_text().splitlines()[0]
-    assert "spike/loss" in metrics and "spike/skipped_samples" in metrics
-
-
-def tiny_fit_parts(
-    data: Path, root: Path, callbacks: list, steps: int, module_cls=LitLLM, plugins=None, **module_kwargs
-):
-    datamodule = LitDataModule(str(data), seq_len=32, batch_size=4, verify_checksums=False)
     module = module_cls(
         arch=ModelConfig(n_layer=2, n_head=2, d_model=32, max_seq_len=64),
         vocab_size=datamodule.vocab_size,
@@ -240,121 +137,215 @@ def tiny_fit_parts(
         schedule=ScheduleConfig(warmup_steps=3),
         **module_kwargs,
     )
+    options = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, limit_val_batches=0)
+    options.update(enable_model_summary=False, **kwargs)
     trainer = Trainer(
-        max_steps=steps,
-        accelerator="cpu",
-        devices=1,
-        default_root_dir=str(root),
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        callbacks=callbacks,
-        plugins=plugins,
+        max_steps=steps, accelerator="cpu", default_root_dir=str(root), callbacks=callbacks, **options
     )
     return trainer, module, datamodule
 
 
+def final_loss(rows: list[dict], last: int = 5) -> float:
+    return sum(r["loss"] for r in rows[-last:]) / last
+
+
+def assert_skip_honoured(rows: list[dict], spike: dict) -> None:
+    """No batch trained after the rollback (the steps after the spike's) holds a skipped sample."""
+    after = [r for r in rows if r["step"] > spike["step"] + 1]
+    assert after, "nothing trained after the rollback"
+    trained = {s for r in after for s in r["samples"]}
+    assert not trained & set(range(*spike["skip"])), sorted(trained & set(range(*spike["skip"])))
+
+
+@pytest.fixture(scope="module")
+def clean_rows(data, tmp_path_factory):
+    root = tmp_path_factory.mktemp("clean")
+    trainer, module, datamodule = fit_parts(data, root, [RecordSamples(str(root))], steps=40)
+    trainer.fit(module, datamodule)
+    return read_jsonl(root / "samples-rank0.jsonl")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"workers": 2, "accumulate_grad_batches": 2, "max_time": {"minutes": 5}}],
+    ids=["plain", "workers2-accumulate2-max_time"],
+)
+def test_plain_trainer_rolls_back_inside_fit_and_reaches_max_steps(data, clean_rows, tmp_path, options):
+    callback = LossSpikeRollback(**FAST)
+    callbacks = [BlowUp(20), RecordSamples(str(tmp_path)), callback]
+    trainer, module, datamodule = fit_parts(data, tmp_path, callbacks, steps=40, **options)
+    trainer.fit(module, datamodule)  # no outer driver: the rollback happens inside this call
+    spike, *others = read_jsonl(tmp_path / "spike_events.jsonl")
+    assert others == [] and spike["action"] == "rollback" and spike["step"] == 21, spike
+    assert spike["checkpoint_step"] == 15 and spike["discarded_steps"] == 7
+    steps_per_update = options.get("accumulate_grad_batches", 1)
+    # From the step-15 data position to the spike's last sample + 1 extra batch of 4 x accumulation.
+    assert spike["skip"] == [60 * steps_per_update, (88 + 4) * steps_per_update]
+    assert trainer.global_step == 47 and trainer.max_steps == 47
+    assert trainer.lr_scheduler_configs[0].scheduler.last_epoch == 40  # exactly max_steps updates
+    rows = read_jsonl(tmp_path / "samples-rank0.jsonl")
+    assert_skip_honoured(rows, spike)
+    assert datamodule.skip_ranges == [tuple(spike["skip"])]
+    if steps_per_update == 1:
+        assert abs(final_loss(rows) - final_loss(clean_rows)) < 0.15 * final_loss(clean_rows)
+    kept = sorted(p.name for p in (tmp_path / "checkpoints" / "clean").glob("*.ckpt"))
+    assert kept == [
+        "step-0000035.ckpt",
+        "step-0000040.ckpt",
+        "step-0000045.ckpt",
+    ]  # keep_last=2 clean + 1 pending
+
+
+def test_cli_defaults_catch_a_blow_up_at_the_end_of_warm_up(data, tmp_path):
+    # Default detector and checkpoint cadence: the only clean state is the step-0 baseline.
+    run = tmp_path / "run"
+    run.mkdir()
+    callbacks = [
+        {"class_path": "lit_llm.callbacks.LossSpikeRollback"},
+        {"class_path": "tests.test_spike_rollback.BlowUp", "init_args": {"step": 10, "factor": 300.0}},
+        {"class_path": "tests.test_spike_rollback.RecordSamples", "init_args": {"folder": str(run)}},
+    ]
+    config = tmp_path / "callbacks.yaml"
+    config.write_text(yaml.safe_dump({"trainer": {"callbacks": callbacks}}))
+    args = ["--data.path", str(data), "--trainer.max_steps", "30", "--model.schedule.warmup_steps", "10"]
+    main(["fit", *TINY, *args, "--trainer.default_root_dir", str(run), "--config", str(config)])
+    (spike,) = read_jsonl(run / "spike_events.jsonl")
+    assert spike["action"] == "rollback" and spike["checkpoint_step"] == 0 and spike["step"] == 11, spike
+    assert "median" in spike["reason"]  # the gross blow-up test: no statistics needed
+    rows = read_jsonl(run / "samples-rank0.jsonl")
+    assert_skip_honoured(rows, spike)
+    assert rows[-1]["step"] == 30 + spike["discarded_steps"]
+    assert rows[-1]["loss"] < rows[spike["step"]]["loss"] / 2
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["LitDataModule"]["skip_ranges"] == [spike["skip"]]
+    assert last["lr_schedulers"][0]["last_epoch"] == 30
+    assert read_rollbacks(run) == [spike] and plot_loss_curve(run).exists()
+    header = next(run.glob("logs/version_*/metrics.csv")).read_text().splitlines()[0]
+    assert "spike/loss" in header and "spike/skipped_samples" in header
+
+
 def test_nan_loss_never_reaches_the_optimizer(data, tmp_path):
     watch = WatchUpdates(nan_steps=(3, 12))
-    callback = LossSpikeRollback(**DETECTOR)
-    trainer, module, datamodule = tiny_fit_parts(
+    callback = LossSpikeRollback(**FAST)
+    trainer, module, datamodule = fit_parts(
         data, tmp_path, [watch, callback], steps=16, module_cls=NaNLossAt, nan_steps=(3, 12)
     )
-    assert fit_with_rollbacks(trainer, module, datamodule) == 1
-    spikes = [e for e in read_jsonl(tmp_path / "spike_events.jsonl") if e["event"] == "spike"]
-    # Step 3: no clean checkpoint yet, so the update is skipped; step 12: back to the step-5 checkpoint.
-    assert [(e["step"], e["action"]) for e in spikes] == [(3, "skip_step"), (12, "rollback")]
-    assert (
-        all(e["reason"].startswith("non-finite loss") for e in spikes) and spikes[1]["checkpoint_step"] == 5
-    )
+    trainer.fit(module, datamodule)
+    spikes = read_jsonl(tmp_path / "spike_events.jsonl")
+    # Step 3: back to the step-0 baseline; step 12: back to the step-5 checkpoint.
+    assert [(e["step"], e["action"], e["checkpoint_step"]) for e in spikes] == [
+        (3, "rollback", 0),
+        (12, "rollback", 5),
+    ]
+    assert all(e["reason"].startswith("non-finite loss") for e in spikes)
     assert watch.checked == [3, 12] and watch.changed == [] and watch.bad_updates == []
     assert all(torch.isfinite(p).all() for p in module.parameters())
 
 
-def test_fp16_grad_scaler_overflow_is_left_to_the_scaler(data, tmp_path):
+class RecordScale(Callback):
+    """The GradScaler's scale at the start and at the end of every step."""
+
+    def __init__(self, scaler) -> None:
+        self.scaler, self.start, self.end = scaler, {}, {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.start[trainer.global_step] = self.scaler.get_scale()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.end[trainer.global_step - 1] = self.scaler.get_scale()
+
+
+def test_fp16_grad_scaler_state_rolls_back_and_overflow_is_no_spike(data, tmp_path):
     # fp16 autocast runs on CPU too: a huge initial scale overflows the first gradients (the scaler
-    # skips those steps and halves its scale), which is no spike; a NaN loss still is.
+    # skips those steps and halves its scale), which is no spike; a NaN loss is, and the scaler
+    # (which halved its scale on it) comes back with the checkpoint.
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**24)
-    watch, callback = WatchUpdates(nan_steps=(12,)), LossSpikeRollback(**DETECTOR)
-    trainer, module, datamodule = tiny_fit_parts(
+    watch, scale, callback = WatchUpdates(nan_steps=(12,)), RecordScale(scaler), LossSpikeRollback(**FAST)
+    plugins = [MixedPrecision("16-mixed", "cpu", scaler)]
+    trainer, module, datamodule = fit_parts(
         data,
         tmp_path,
-        [watch, callback],
+        [watch, scale, callback],
         steps=16,
         module_cls=NaNLossAt,
         nan_steps=(12,),
-        plugins=[MixedPrecision("16-mixed", "cpu", scaler)],
+        plugins=plugins,
     )
-    assert fit_with_rollbacks(trainer, module, datamodule) == 1
-    assert scaler.get_scale() <= 2.0**19  # at least five overflows
-    spike, resume = read_jsonl(tmp_path / "spike_events.jsonl")
-    assert (spike["step"], spike["action"], spike["loss"], resume["step"]) == (12, "rollback", "nan", 5)
-    assert max(callback.losses) < 7  # the detector sees the loss, not the scaled loss
+    trainer.fit(module, datamodule)
+    (spike,) = read_jsonl(tmp_path / "spike_events.jsonl")
+    assert (spike["step"], spike["action"], spike["loss"], spike["checkpoint_step"]) == (
+        12,
+        "rollback",
+        "nan",
+        5,
+    )
+    assert scale.start[0] == 2.0**24 and scale.start[5] <= 2.0**19  # at least five overflows, no spike
+    assert scale.end[12] == scale.start[12] / 2 and scale.start[13] == scale.start[5]  # restored
+    assert max(callback.detector.losses) < 7  # the detector sees the loss, not the scaled loss
     assert watch.changed == [] and watch.bad_updates == []
 
 
 def test_escalation_stops_with_the_event_log(data, tmp_path):
-    callback = LossSpikeRollback(**{**DETECTOR, "max_rollbacks": 1})
-    trainer, module, datamodule = tiny_fit_parts(
+    callback = LossSpikeRollback(**{**FAST, "max_rollbacks": 1})
+    trainer, module, datamodule = fit_parts(
         data, tmp_path, [callback], steps=8, module_cls=NaNLossAt, nan_steps=(2, 4)
     )
     with pytest.raises(LossSpikeEscalation, match="2 loss spikes within 1000 steps") as err:
-        fit_with_rollbacks(trainer, module, datamodule)
-    assert "spike_events.jsonl" in str(err.value)
-    assert [e["event"] for e in read_jsonl(tmp_path / "spike_events.jsonl")] == ["spike", "escalate"]
-
-
-def test_restart_path_applies_the_saved_request(data, tmp_path):
-    recorder, options = RecordSamples(str(tmp_path)), {**DETECTOR, "recovery": "restart"}
-    trainer, module, datamodule = tiny_fit_parts(
-        data, tmp_path, [PoisonSamples(*POISON), recorder, LossSpikeRollback(**options)], steps=24
-    )
-    with pytest.raises(LossSpikeRollbackRequired, match="--ckpt_path") as err:
         trainer.fit(module, datamodule)
-    assert err.value.skip == (40, 76) and (tmp_path / "checkpoints" / "clean" / REQUEST_FILE).exists()
-    # A new process would build everything anew: so do we, and resume from the named checkpoint.
-    trainer, module, datamodule = tiny_fit_parts(
-        data, tmp_path, [PoisonSamples(*POISON), recorder, LossSpikeRollback(**options)], steps=24
-    )
-    trainer.fit(module, datamodule, ckpt_path=err.value.checkpoint)
-    assert datamodule.skip_ranges == [(40, 76)]
-    assert not (tmp_path / "checkpoints" / "clean" / REQUEST_FILE).exists()
-    assert [e["event"] for e in read_jsonl(tmp_path / "spike_events.jsonl")] == ["spike", "resume"]
-    assert_never_trained_after_resume(read_jsonl(tmp_path / "samples-rank0.jsonl"), (40, 76), resumed_from=10)
+    assert "spike_events.jsonl" in str(err.value)
+    assert [e.get("action") for e in read_jsonl(tmp_path / "spike_events.jsonl")] == ["rollback", "stop"]
 
 
-def test_state_dict_round_trip_and_merge(tmp_path):
-    callback = LossSpikeRollback(window=4)
-    for value in (3.0, 2.9, 2.8, 2.7, 2.6):
-        callback.losses.append(value)
-        callback.grad_norms.append(value / 2)
-    callback.checkpoints = [
-        {"path": "a.ckpt", "step": 5, "position": 20, "status": "clean"},
-        {"path": "b.ckpt", "step": 10, "position": 40, "status": "pending"},
-    ]
-    callback.skip_ranges = [(40, 76)]
-    callback.events = [{"id": "e1", "time": "2026-01-01T00:00:00", "event": "spike", "step": 17}]
-    callback.cooldown = {"start": 10, "steps": 5, "factor": 0.5}
+class OldestCleanRollback(LossSpikeRollback):
+    """A user's subclass: a loss above 2x the step before is a spike; always go back to the oldest checkpoint."""
+
+    def is_spike(self, step, loss, grad_norm):
+        previous, self.previous = getattr(self, "previous", loss), loss
+        return f"loss {loss:.2f} > 2x the step before" if loss > 2 * previous else None
+
+    def choose_checkpoint(self, spike_step):
+        clean = [c for c in self.checkpoints.clean() if c.step <= spike_step]
+        return clean[0] if clean else None
+
+
+def test_a_subclass_in_a_plain_trainer(data, tmp_path):
+    callback = OldestCleanRollback(**{**FAST, "keep_last": 3})
+    trainer, module, datamodule = fit_parts(data, tmp_path, [BlowUp(20), callback], steps=40)
+    trainer.fit(module, datamodule)
+    (spike,) = read_jsonl(tmp_path / "spike_events.jsonl")
+    assert (
+        spike["reason"].endswith("> 2x the step before") and spike["checkpoint_step"] == 5
+    )  # oldest of 3 kept
+    assert trainer.global_step == 40 + spike["discarded_steps"]
+
+
+def test_state_dict_round_trip_replaces(tmp_path):
+    callback = LossSpikeRollback(**FAST)
+    callback.detector.observe(3.0, 1.5)
+    callback.checkpoints.load_state_dict([{"path": "a.ckpt", "step": 5, "position": 20, "status": "clean"}])
+    callback.event_log.events = [{"id": "e1", "time": "2026-01-01T00:00:00", "event": "spike", "step": 17}]
+    callback.cooldown.start(18, 5, 0.5)
+    callback.discarded_steps = 7
     state = callback.state_dict()
     torch.save(state, tmp_path / "state.pt")
     assert torch.load(tmp_path / "state.pt", weights_only=True) == state == json.loads(json.dumps(state))
-    restored = LossSpikeRollback(window=4)
+    restored = LossSpikeRollback(**FAST)
+    restored.detector.observe(9.0, 9.0)
+    restored.event_log.events = [{"id": "other"}]
     restored.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=True))
-    assert restored.state_dict() == state and list(restored.losses) == [2.9, 2.8, 2.7, 2.6]
+    assert restored.state_dict() == state and restored.event_log.events[0]["id"] == "e1"
+    restored.cooldown.step = 20
+    assert restored.cooldown.factor() == pytest.approx(0.7)  # 2 of 5 cool-down steps done: 0.5 -> 1
 
-    # Loading an older checkpoint (a rollback) merges: memory keeps its newer knowledge.
-    older = LossSpikeRollback(window=4)
-    older.losses.extend([5.0, 4.0])
-    older.checkpoints = [{"path": "a.ckpt", "step": 5, "position": 20, "status": "pending"}]
-    older.skip_ranges = [(100, 120)]
-    older.events = [{"id": "e0", "time": "2025-12-31T00:00:00", "event": "spike", "step": 3}]
-    restored.load_state_dict(older.state_dict())
-    assert list(restored.losses) == [5.0, 4.0]  # the detector statistics of the loaded moment
-    assert [c["status"] for c in restored.checkpoints] == ["clean", "pending"]
-    assert restored.skip_ranges == [(40, 76), (100, 120)]
-    assert [e["id"] for e in restored.events] == ["e0", "e1"]
+
+def test_a_datamodule_without_the_rollback_api_is_refused_at_setup(data, tmp_path):
+    class BareData(LightningDataModule):
+        def train_dataloader(self):
+            return [{}]
+
+    trainer, module, _ = fit_parts(data, tmp_path, [LossSpikeRollback()], steps=2)
+    with pytest.raises(UserError, match="missing: position, batch_size, skip_positions, restart_stream"):
+        trainer.fit(module, BareData())
 
 
 def test_example_config_parses(data, capsys):
@@ -366,37 +357,27 @@ def test_example_config_parses(data, capsys):
     (callback,) = [
         c for c in printed["trainer"]["callbacks"] if c["class_path"].endswith("LossSpikeRollback")
     ]
-    assert callback["init_args"]["every_n_steps"] == 50 and callback["init_args"]["recovery"] == "refit"
-
-
-def test_detector_thresholds():
-    callback = LossSpikeRollback(warmup_steps=10, window=32)
-    noise = [3.0 + 0.02 * math.sin(i) for i in range(32)]
-    callback.losses.extend(noise)
-    assert callback.is_spike(5, float("nan"), 1.0).startswith("non-finite loss")
-    assert callback.is_spike(5, 3.0, float("inf")).startswith("non-finite gradient norm")
-    assert callback.is_spike(5, 9.0, 1.0) is None  # warm-up: only non-finite values count
-    assert callback.is_spike(50, 3.05, 1.0) is None  # within the noise
-    assert callback.is_spike(50, 3.4, 1.0) is None  # many sigma, but under the 20% rise
-    assert "sigma" in callback.is_spike(50, 3.7, 1.0)
-    callback.grad_norm_z = 6.0
-    callback.grad_norms.extend([1.0 + 0.05 * math.cos(i) for i in range(32)])
-    assert callback.is_spike(50, 3.0, 2.5).startswith("grad_norm")
-    with pytest.raises(ValueError, match="lr_factor"):
-        LossSpikeRollback(lr_factor=0.0)
+    assert callback["init_args"]["every_n_steps"] == 50 and callback["init_args"]["detector"]["window"] == 64
 
 
 def run_cli(args: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "lit_llm.cli", "fit", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    command = [sys.executable, "-m", "lit_llm.cli", "fit", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def callbacks_yaml(run: Path, extra: list[dict]) -> Path:
+    spec = [
+        {"class_path": "lit_llm.callbacks.LossSpikeRollback", "init_args": FAST},
+        {"class_path": "tests.test_spike_rollback.RecordSamples", "init_args": {"folder": str(run)}},
+        *extra,
+    ]
+    path = run / f"callbacks-{len(list(run.glob('callbacks-*.yaml')))}.yaml"
+    path.write_text(yaml.safe_dump({"trainer": {"callbacks": spec}}))
+    return path
+
+
+BLOW_UP_AT_17 = {"class_path": "tests.test_spike_rollback.BlowUp", "init_args": {"step": 17}}
 STRATEGIES = {
     "ddp": ["--trainer.strategy", "ddp"],
     "fsdp2": ["--trainer.strategy.class_path", "lightning.pytorch.strategies.ModelParallelStrategy"],
@@ -406,31 +387,27 @@ STRATEGIES = {
 @pytest.mark.slow
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_ranks_roll_back_together(data, tmp_path, strategy):
-    # Two ranks x 4 samples: step 17 holds samples 136..143; the step-10 checkpoint is at sample 80.
-    extra = [poison(137, 144)]
+    steps = ["--data.path", str(data), "--trainer.max_steps", "24", "--trainer.devices", "2"]
+    config = callbacks_yaml(tmp_path, [BLOW_UP_AT_17])
     result = run_cli(
         [
             *TINY,
-            "--data.path",
-            str(data),
-            "--trainer.max_steps",
-            "24",
+            *steps,
             *STRATEGIES[strategy],
-            "--trainer.devices",
-            "2",
             "--trainer.default_root_dir",
             str(tmp_path),
             "--config",
-            str(callbacks_yaml(tmp_path, extra)),
+            str(config),
         ]
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    spike, resume = read_jsonl(tmp_path / "spike_events.jsonl")
-    assert spike["step"] == 17 and spike["skip"] == [80, 152] and resume["event"] == "resume"
+    (spike,) = read_jsonl(tmp_path / "spike_events.jsonl")
+    # Two ranks x 4 samples per step: the step-15 checkpoint is at sample 120; skip to the spike + 1 batch.
+    assert spike["step"] == 18 and spike["checkpoint_step"] == 15 and spike["skip"] == [120, 160], spike
     for rank in (0, 1):
         rows = read_jsonl(tmp_path / f"samples-rank{rank}.jsonl")
-        assert_never_trained_after_resume(rows, (80, 152), resumed_from=10)
-        assert max(r["step"] for r in rows) == 24 and len({r["pid"] for r in rows}) == 1
+        assert_skip_honoured(rows, spike)
+        assert rows[-1]["step"] == 24 + spike["discarded_steps"] and len({r["pid"] for r in rows}) == 1
 
 
 @pytest.mark.slow
@@ -448,27 +425,21 @@ def test_killed_after_rollback_resumes_with_the_skip_list(data, tmp_path):
         "--trainer.default_root_dir",
         str(tmp_path),
     ]
-    kill = {"class_path": "tests.killer.KillAtStep", "init_args": {"step": 22}}
-    killed = run_cli(
-        [*common, "--config", str(callbacks_yaml(tmp_path, [poison(*POISON), checkpoints, kill]))]
-    )
-    assert killed.returncode == -9, killed.stderr[-3000:]  # SIGKILL at step 22, after the rollback to step 10
+    kill = {"class_path": "tests.killer.KillAtStep", "init_args": {"step": 26}}
+    killed = run_cli([*common, "--config", str(callbacks_yaml(tmp_path, [BLOW_UP_AT_17, checkpoints, kill]))])
+    assert killed.returncode == -9, killed.stderr[-3000:]  # SIGKILL at step 26, after the rollback at step 18
+    (spike,) = read_jsonl(tmp_path / "spike_events.jsonl")
     # The resume runs in this process (one interpreter start less); a new process it is all the same.
-    main(
-        [
-            "fit",
-            *common,
-            "--config",
-            str(callbacks_yaml(tmp_path, [poison(*POISON), checkpoints])),
-            "--ckpt_path",
-            "last",
-        ]
-    )
+    main(["fit", *common, "--config", str(callbacks_yaml(tmp_path, [checkpoints])), "--ckpt_path", "last"])
     rows = read_jsonl(tmp_path / "samples-rank0.jsonl")
     pids = list(dict.fromkeys(r["pid"] for r in rows))
     after_kill = [r for r in rows if r["pid"] == pids[1]]
-    assert after_kill[0]["step"] == 21 and after_kill[-1]["step"] == 30  # resumed from last.ckpt at step 20
-    assert not {s for r in after_kill for s in r["samples"]} & set(range(40, 76))
-    assert [e["event"] for e in read_jsonl(tmp_path / "spike_events.jsonl")] == ["spike", "resume"]
-    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"]
-    assert state["LossSpikeRollback"]["skip_ranges"] == [[40, 76]]
+    # Resumed from last.ckpt at step 24; the run still ends after 30 updates (30 + discarded steps taken).
+    assert after_kill[0]["step"] == 25 and after_kill[-1]["step"] == 30 + spike["discarded_steps"]
+    assert not {s for r in after_kill for s in r["samples"]} & set(range(*spike["skip"]))
+    assert [e["action"] for e in read_jsonl(tmp_path / "spike_events.jsonl")] == ["rollback"]
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert (
+        state["LitDataModule"]["skip_ranges"] == [spike["skip"]]
+        and state["lr_schedulers"][0]["last_epoch"] == 30
+    )

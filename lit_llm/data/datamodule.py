@@ -24,6 +24,8 @@ from lit_llm.data.shards import Manifest, ShardSet
 from lit_llm.errors import UserError
 
 IGNORE_INDEX = -100
+STREAM_POSITION = "stream_position"  # global stream position of a training batch's first row
+STREAM_GENERATION = "stream_generation"  # which restart of the stream made the batch
 
 
 class TrainWindows(IterableDataset):
@@ -47,10 +49,12 @@ class TrainWindows(IterableDataset):
         self.skips, self.pad_id = skips, pad_id
         self.source_tokens = [s.num_tokens for s in sources]
 
-    def batch(self, n: int) -> dict:
-        """Rank-local batch n: stream positions start + (n * batch_size + b) * world_size + rank."""
-        local = n * self.batch_size + np.arange(self.batch_size)
-        positions = self.start + local * self.world_size + self.rank
+    def batch_at(self, start: int) -> dict:
+        """This rank's batch of the global batch that starts at stream position `start`.
+
+        Rows take positions start + b * world_size + rank, b < batch_size.
+        """
+        positions = start + np.arange(self.batch_size) * self.world_size + self.rank
         indices = sample_index(positions, self.skips)
         source, offset = choose_windows(
             self.seed, indices, self.source_tokens, self.weights, self.seq_len + 1
@@ -64,8 +68,17 @@ class TrainWindows(IterableDataset):
             "input_ids": tokens[:, :-1],
             "labels": labels,
             "sample_index": torch.from_numpy(indices),
-            "next_position": self.start + (n + 1) * self.batch_size * self.world_size,
+            STREAM_POSITION: start,
         }
+
+    def batch(self, n: int) -> dict:
+        """Rank-local batch n of this stream: the global batch at start + n * batch_size * world_size."""
+        return self.batch_at(self.start + n * self.stride)
+
+    @property
+    def stride(self) -> int:
+        """Stream positions one global batch spans."""
+        return self.batch_size * self.world_size
 
     def __iter__(self):
         info = get_worker_info()
@@ -74,6 +87,39 @@ class TrainWindows(IterableDataset):
         while True:
             yield self.batch(n)
             n += num_workers
+
+
+class TrainStream:
+    """The training loader as Lightning sees it: an endless iterable that can restart in place.
+
+    After `LitDataModule.restart_stream()` (a rollback moved the position or added a skip), the
+    next batch handed out comes from a new DataLoader (new workers) that starts where the batches
+    already handed to Lightning end; those few are rebuilt in the training process on arrival
+    (`LitDataModule.on_before_batch_transfer`), so nothing prefetched on the old stream is trained on.
+    """
+
+    def __init__(self, datamodule: LitDataModule) -> None:
+        self.datamodule = datamodule
+        self.iterator = None
+        self.generation = -1
+        self.handed = 0  # batches handed out by this stream; the datamodule counts those consumed
+
+    def __iter__(self):
+        self.iterator, self.handed = None, 0
+        self.datamodule.consumed = 0
+        return self
+
+    def __next__(self) -> dict:
+        dm = self.datamodule
+        if self.iterator is None or self.generation != dm.generation:
+            held = self.handed - dm.consumed  # handed to Lightning, not yet consumed: rebuilt on arrival
+            self.iterator = None  # shuts the old workers down
+            self.generation = dm.generation
+            self.iterator = iter(dm.make_train_loader(dm.position + held * dm.global_batch))
+        batch = next(self.iterator)
+        batch[STREAM_GENERATION] = self.generation
+        self.handed += 1
+        return batch
 
 
 class ValWindows(Dataset):
@@ -144,6 +190,8 @@ class LitDataModule(LightningDataModule):
         self.manifest = Manifest.load(path)
         self.skip_ranges = merge_ranges(skip_ranges or [])
         self.position = 0  # global training stream position: samples consumed by all ranks together
+        self.generation = 0  # bumped by restart_stream(); batches of older generations are rebuilt
+        self.consumed = 0  # batches of the current TrainStream consumed by the training loop
         self.world_size_at_save: int | None = None
 
     # ---- facts the model and the callbacks need --------------------------------------
@@ -168,6 +216,16 @@ class LitDataModule(LightningDataModule):
         """Never train on global sample indices [start, end)."""
         self.skip_ranges = merge_ranges([*self.skip_ranges, (start, end)])
 
+    def skip_positions(self, start: int, end: int) -> tuple[int, int]:
+        """Never train on the samples now at stream positions [start, end); returns their sample index range."""
+        first, last = sample_index([start, max(start, end - 1)], self.skip_ranges).tolist()
+        self.skip(int(first), int(last) + 1)
+        return int(first), int(last) + 1
+
+    def restart_stream(self) -> None:
+        """Continue training from `position` under the current skips; nothing prefetched before is used."""
+        self.generation += 1
+
     # ---- Lightning hooks -------------------------------------------------------------
 
     def setup(self, stage: str) -> None:
@@ -187,28 +245,39 @@ class LitDataModule(LightningDataModule):
         self.val_set = ShardSet.open(self.path, "val", None, verify)
         self._checksums_verified = True  # once per process: a rollback's re-fit calls setup again
 
-    def train_dataloader(self) -> DataLoader:
-        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
-        dataset = TrainWindows(
-            self.train_sets,
-            self.source_weights,
-            self.seq_len,
-            self.batch_size,
-            self.seed,
-            self.position,
-            rank,
-            world,
-            self.skip_ranges,
-            self.pad_id,
-        )
+    def train_dataloader(self) -> TrainStream:
+        return TrainStream(self)
+
+    def make_train_loader(self, start: int) -> DataLoader:
+        """A DataLoader of this rank's batches from global stream position `start` under the current skips."""
         return DataLoader(
-            dataset,
+            self.train_windows(start),
             batch_size=None,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=False,
             prefetch_factor=4 if self.num_workers else None,
         )
+
+    def train_windows(self, start: int) -> TrainWindows:
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        return TrainWindows(
+            self.train_sets,
+            self.source_weights,
+            self.seq_len,
+            self.batch_size,
+            self.seed,
+            start,
+            rank,
+            world,
+            self.skip_ranges,
+            self.pad_id,
+        )
+
+    @property
+    def global_batch(self) -> int:
+        """Stream positions one training batch of all ranks spans (micro-batch x world size)."""
+        return self.batch_size * (self.trainer.world_size if self.trainer else 1)
 
     def val_dataloader(self) -> DataLoader:
         dataset = ValWindows(self.val_set, self.seq_len, self.val_tokens, self.token_bytes(), self.pad_id)
@@ -225,8 +294,18 @@ class LitDataModule(LightningDataModule):
     def on_before_batch_transfer(self, batch, dataloader_idx: int):
         # Called once per batch the training loop consumes (after any prefetching), so the
         # position saved in a checkpoint is exactly the samples trained on so far.
-        if self.trainer is not None and self.trainer.training and isinstance(batch, dict):
-            self.position = int(batch.pop("next_position", self.position))
+        if self.trainer is None or not self.trainer.training or not isinstance(batch, dict):
+            return batch
+        start = batch.pop(STREAM_POSITION, None)
+        generation = batch.pop(STREAM_GENERATION, self.generation)
+        if start is None:
+            return batch
+        if generation != self.generation or start != self.position:
+            # Made before a restart of the stream (a rollback): rebuild it from the current position.
+            batch = self.train_windows(self.position).batch_at(self.position)
+            batch.pop(STREAM_POSITION)
+        self.position += self.global_batch
+        self.consumed += 1
         return batch
 
     def state_dict(self) -> dict:
