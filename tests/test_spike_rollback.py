@@ -377,7 +377,10 @@ def callbacks_yaml(run: Path, extra: list[dict]) -> Path:
     return path
 
 
-BLOW_UP_AT_17 = {"class_path": "tests.test_spike_rollback.BlowUp", "init_args": {"step": 17}}
+BLOW_UP_AT_17 = {
+    "class_path": "tests.test_spike_rollback.BlowUp",
+    "init_args": {"step": 17, "factor": 1000.0},
+}
 STRATEGIES = {
     "ddp": ["--trainer.strategy", "ddp"],
     "fsdp2": ["--trainer.strategy.class_path", "lightning.pytorch.strategies.ModelParallelStrategy"],
@@ -439,7 +442,7 @@ def test_killed_after_rollback_resumes_with_the_skip_list(data, tmp_path):
     assert not {s for r in after_kill for s in r["samples"]} & set(range(*spike["skip"]))
     assert [e["action"] for e in read_jsonl(tmp_path / "spike_events.jsonl")] == ["rollback"]
     state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
-    assert (
-        state["LitDataModule"]["skip_ranges"] == [spike["skip"]]
-        and state["lr_schedulers"][0]["last_epoch"] == 30
-    )
+    assert state["LitDataModule"]["skip_ranges"] == [spike["skip"]]
+    updates = state["global_step"] - spike["discarded_steps"]  # last.ckpt is from the last multiple of 4
+    assert state["lr_schedulers"][0]["last_epoch"] == updates
+    assert state["callbacks"]["LossSpikeRollback"]["discarded_steps"] == spike["discarded_steps"]
