@@ -1,20 +1,23 @@
-"""LossSpikeRollback cost: overhead on a normal step, and the time to recover from one spike.
+"""LossSpikeRollback cost: overhead on a normal step, time and memory to recover from one spike, disk per parameter.
 
     .venv/bin/python bench/bench_spike_rollback.py                       # ~3 min on 2 CPU cores
     .venv/bin/python bench/bench_spike_rollback.py --steps 60 --repeats 5 --threads 2
 
 The tiny CPU config of configs/experiments/tiny_cpu.yaml (4 x 128 Llama, GQA 4/2, context 256,
-batch 12, AdamW, clipping at 1.0), on a BPE shard folder built here; everything in this process.
+batch 12, AdamW, clipping at 1.0), on a BPE shard folder built here; everything in this process,
+with a plain Lightning Trainer (the rollback happens inside `trainer.fit`).
 Printed:
 - overhead on a normal step, two ways: (a) steps with the callback working vs idle, alternating
   step by step within each run (so machine-load drift hits both) and compared in pairs; (b) the
   time spent inside the callback's hooks, timed directly, over the median step time (the steadier
-  figure on a shared machine). Target: under 1%. Rollback
-  checkpoints are not written here (they cost what a ModelCheckpoint save costs; the save time per
-  checkpoint is printed separately).
-- recovery from one planted spike (a corrupted span of data): the wall time from the end of the
-  spiked step to the end of the first step after the reload (stop, validation, new fit set-up,
-  checkpoint load), and the steps redone from the clean checkpoint.
+  figure on a shared machine). Target: under 1%. Periodic rollback checkpoints are not written
+  there (they cost what a ModelCheckpoint save costs: the save time is printed separately).
+- recovery from one planted spike (a corrupted span of data): the extra wall time of the step
+  after the spike over a normal step (checkpoint load, in-place restore, data stream restart),
+  the peak memory above the resident set during that step, and the steps discarded.
+- the clean baseline's cost per parameter: bytes on disk per checkpoint (weights + AdamW moments)
+  and the memory the in-place restore needs, both per model parameter, so that a 1B or 8B run can
+  be sized.
 """
 
 from __future__ import annotations
@@ -33,11 +36,12 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 from lightning.pytorch import Callback, Trainer  # noqa: E402
-from lit_llm.callbacks.spike_rollback import LossSpikeRollback, fit_with_rollbacks  # noqa: E402
+from lit_llm.callbacks.spike_rollback import LossSpikeRollback  # noqa: E402
 
 from lit_llm.data.datamodule import LitDataModule  # noqa: E402
 from lit_llm.model import ModelConfig  # noqa: E402
 from lit_llm.module import LitLLM, OptimizerConfig, ScheduleConfig  # noqa: E402
+from lit_llm.spike_detector import SpikeDetector  # noqa: E402
 
 ARCH = ModelConfig(n_layer=4, n_head=4, n_kv_head=2, d_model=128, max_seq_len=256)
 SEQ_LEN, BATCH = 256, 12
@@ -45,17 +49,34 @@ HOOKS = ("on_before_backward", "on_before_optimizer_step", "on_train_batch_end")
 
 
 class StepClock(Callback):
-    """perf_counter() at the end of every training batch, and when fit was asked to stop."""
+    """perf_counter() at the end of every training batch (before the rollback callback's own hook)."""
 
     def __init__(self) -> None:
         self.stamps: list[tuple[int, float]] = []
-        self.stop_at: float | None = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        now = time.perf_counter()
-        self.stamps.append((trainer.global_step, now))
-        if trainer.should_stop and self.stop_at is None:
-            self.stop_at = now
+        self.stamps.append((trainer.global_step, time.perf_counter()))
+
+
+class PeakMemory(Callback):
+    """Peak resident memory (VmHWM) during the step after `step`, above the resident set before it."""
+
+    def __init__(self, step: int) -> None:
+        self.step, self.extra_bytes = step, None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:  # before the rollback callback's hook restores
+            self.before = _proc_status("VmRSS")
+            Path("/proc/self/clear_refs").write_text("5")  # reset the high-water mark (Linux)
+        elif trainer.global_step == self.step + 1:
+            self.extra_bytes = _proc_status("VmHWM") - self.before
+
+
+def _proc_status(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise KeyError(field)
 
 
 class AlternatingRollback(LossSpikeRollback):
@@ -84,8 +105,12 @@ class AlternatingRollback(LossSpikeRollback):
         return run
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self.on = trainer.global_step % 2 == 1  # the step's three hooks all follow this
+        self.on = trainer.global_step % 2 == 1  # the step's hooks all follow this
         self.active_steps += self.on
+        if self.on:
+            start = time.perf_counter()
+            super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
+            self.seconds += time.perf_counter() - start
 
 
 class Poison(Callback):
@@ -133,7 +158,7 @@ def run(data: Path, root: Path, steps: int, callbacks: list) -> tuple[Trainer, f
         callbacks=callbacks,
     )
     start = time.perf_counter()
-    fit_with_rollbacks(trainer, module, datamodule)
+    trainer.fit(module, datamodule)
     return trainer, time.perf_counter() - start
 
 
@@ -147,7 +172,7 @@ def overhead(data: Path, tmp: Path, steps: int, repeats: int) -> dict:
     on, off, pairs, inside = [], [], [], []
     for i in range(repeats):
         clock = StepClock()
-        callback = AlternatingRollback(warmup_steps=10, window=128, every_n_steps=10**9)  # no saves
+        callback = AlternatingRollback(every_n_steps=10**9)  # no periodic saves (the step-0 baseline only)
         run(data, tmp / f"overhead-{i}", steps, [callback, clock])  # the clock after the callback's hooks
         durations = [(step, b - a) for (_, a), (step, b) in zip(clock.stamps, clock.stamps[1:])][4:]
         times = dict(durations)  # step -> seconds; step s ended with global_step s, so it ran as s - 1
@@ -170,36 +195,42 @@ def overhead(data: Path, tmp: Path, steps: int, repeats: int) -> dict:
 def recovery(data: Path, tmp: Path, every: int) -> dict:
     spike_step = 2 * every + every // 2 + 1  # a few steps after a checkpoint that is not yet clean
     start = spike_step * BATCH
-    clock = StepClock()
+    clock, memory = StepClock(), PeakMemory(spike_step + 1)
     callback = LossSpikeRollback(
-        warmup_steps=every,
-        window=every,
+        detector=SpikeDetector(window=every, min_history=every),
         every_n_steps=every,
         clean_after_steps=every // 2 + 2,
         extra_skip_batches=2,
         cooldown_steps=every,
     )
-    trainer, wall = run(
-        data, tmp / "recovery", spike_step + 2 * every, [Poison(start, start + BATCH), clock, callback]
-    )
-    events = [json.loads(line) for line in Path(callback.events_file).read_text().splitlines()]
-    spike = next(e for e in events if e["event"] == "spike")
-    resumed = next(t for (step, t), (prev, _) in zip(clock.stamps[1:], clock.stamps) if step <= prev)
+    callbacks = [Poison(start, start + BATCH), clock, memory, callback]
+    trainer, wall = run(data, tmp / "recovery", spike_step + 2 * every, callbacks)
+    spike = next(e for e in callback.event_log.events if e["event"] == "spike")
+    ends = dict(clock.stamps)  # global step after a step -> when it ended
     normal = median_step(clock)
+    restore_step = ends[spike["step"] + 2] - ends[spike["step"] + 1]
+    params = sum(p.numel() for p in trainer.lightning_module.parameters())
     saves = sorted(Path(callback.dirpath).glob("*.ckpt"))
     save_s = time_save(trainer, tmp / "save-timing.ckpt")
+    disk = (tmp / "save-timing.ckpt").stat().st_size
     return {
         "spike_step": spike["step"],
         "action": spike["action"],
         "rolled_back_to": spike.get("checkpoint_step"),
         "skip": spike.get("skip"),
-        "recovery_s": round(resumed - clock.stop_at - normal, 2),
-        "redone_steps": spike["step"] - spike.get("checkpoint_step", spike["step"]),
-        "redone_s": round((spike["step"] - spike.get("checkpoint_step", spike["step"])) * normal, 2),
+        "recovery_s": round(restore_step - normal, 3),
+        "recovery_peak_memory_mb": round(memory.extra_bytes / 2**20, 1) if memory.extra_bytes else None,
+        "discarded_steps": spike.get("discarded_steps"),
+        "discarded_s": round(spike.get("discarded_steps", 0) * normal, 2),
         "step_ms": round(normal * 1e3, 1),
         "checkpoint_save_s": round(save_s, 3),
         "checkpoints_on_disk": len(saves),
         "fit_wall_s": round(wall, 1),
+        "parameters": params,
+        "checkpoint_bytes_per_parameter": round(disk / params, 2),
+        "restore_memory_bytes_per_parameter": round(memory.extra_bytes / params, 2)
+        if memory.extra_bytes
+        else None,
     }
 
 

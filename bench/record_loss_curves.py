@@ -75,7 +75,9 @@ def record(name: str, command, threads: int) -> Path:
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["step", "loss", "grad_norm"])
-        writer.writerows((s, f"{loss:.5f}", f"{norms.get(s, float('nan')):.5f}") for s, loss in zip(steps, losses))
+        writer.writerows(
+            (s, f"{loss:.5f}", f"{norms.get(s, float('nan')):.5f}") for s, loss in zip(steps, losses)
+        )
     print(f"{name}: {len(steps)} steps -> {path.relative_to(ROOT)}", flush=True)
     return path
 

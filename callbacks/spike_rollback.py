@@ -16,7 +16,6 @@ See docs/spike_rollback.md.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,14 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 
 from lit_llm.errors import UserError
-from lit_llm.rollback import CleanCheckpoint, CleanCheckpoints, EventLog, LRCooldown, restore_in_place
+from lit_llm.rollback import (
+    CleanCheckpoint,
+    CleanCheckpoints,
+    EventLog,
+    LRCooldown,
+    restore_in_place,
+    step_signals,
+)
 from lit_llm.spike_detector import SpikeDetector
 
 DATAMODULE_API = (
@@ -36,6 +42,8 @@ DATAMODULE_API = (
     "state_dict",
     "load_state_dict",
 )
+AT_LEAST = {"every_n_steps": 1, "keep_last": 1, "max_rollbacks": 1, "rollback_window": 1}
+AT_LEAST |= {"clean_after_steps": 0, "extra_skip_batches": 0, "cooldown_steps": 0}
 
 
 class LossSpikeEscalation(RuntimeError):
@@ -78,17 +86,10 @@ class LossSpikeRollback(Callback):
             events_file: JSON-lines event log (default: `<default_root_dir>/spike_events.jsonl`).
         """
         super().__init__()
-        for name, value, low in (
-            ("every_n_steps", every_n_steps, 1),
-            ("keep_last", keep_last, 1),
-            ("max_rollbacks", max_rollbacks, 1),
-            ("rollback_window", rollback_window, 1),
-            ("clean_after_steps", clean_after_steps, 0),
-            ("extra_skip_batches", extra_skip_batches, 0),
-            ("cooldown_steps", cooldown_steps, 0),
-        ):
-            if value < low:
-                raise UserError(f"LossSpikeRollback: {name} must be >= {low} (got {value})")
+        options = locals()
+        for name, low in AT_LEAST.items():
+            if options[name] < low:
+                raise UserError(f"LossSpikeRollback: {name} must be >= {low} (got {options[name]})")
         if not 0 < lr_factor <= 1:
             raise UserError(f"LossSpikeRollback: lr_factor must be in (0, 1] (got {lr_factor})")
         self.detector = detector or SpikeDetector()
@@ -116,7 +117,7 @@ class LossSpikeRollback(Callback):
         if missing:
             raise UserError(
                 f"LossSpikeRollback needs a datamodule with {', '.join(DATAMODULE_API)} "
-                f"(lit_llm.data.LitDataModule; missing: {', '.join(missing)})"
+                f"(lit_llm.data.datamodule.LitDataModule; missing: {', '.join(missing)})"
             )
         if not pl_module.automatic_optimization:
             raise UserError("LossSpikeRollback supports automatic optimization only")
@@ -233,13 +234,7 @@ class LossSpikeRollback(Callback):
         loss, self._loss_sum = self._loss_sum, None
         if loss is None:
             return
-        # A copy: DDP reduces in place. The mean over ranks gives every rank the same statistics.
-        loss = trainer.strategy.reduce(loss.to(torch.float32, copy=True), reduce_op="mean")
-        scale = _grad_scale(trainer)
-        norm = _total_norm([p.grad for p in self._params if p.grad is not None])
-        loss_value, norm_value = torch.stack([loss / scale, norm.to(loss.device, torch.float32)]).tolist()
-        if scale != 1.0 and not math.isfinite(norm_value) and math.isfinite(loss_value):
-            norm_value = None  # a 16-bit overflow: the GradScaler skips this step and lowers its scale
+        loss_value, norm_value = step_signals(trainer, loss, self._params)
         step = trainer.global_step
         reason = self.is_spike(step, loss_value, norm_value)
         if not trainer.strategy.reduce_boolean_decision(reason is not None, all=False):
@@ -248,7 +243,9 @@ class LossSpikeRollback(Callback):
         for p in self._params:  # the optimizer skips parameters without a gradient: no update at all
             p.grad = None
         recent = [
-            e for e in self.event_log.events if e["event"] == "spike" and step - e["step"] <= self.rollback_window
+            e
+            for e in self.event_log.events
+            if e["event"] == "spike" and step - e["step"] <= self.rollback_window
         ]
         self._spike = {
             "event": "spike",
@@ -277,14 +274,3 @@ class LossSpikeRollback(Callback):
     def _set_max_steps(self, trainer: Trainer) -> None:
         if self._max_steps is not None and self._max_steps > 0:
             trainer.fit_loop.epoch_loop.max_steps = self._max_steps + self.discarded_steps
-
-
-def _total_norm(grads: list[torch.Tensor]) -> torch.Tensor:
-    norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
-    return norm.full_tensor() if hasattr(norm, "full_tensor") else norm  # DTensor under FSDP2
-
-
-def _grad_scale(trainer: Trainer) -> float:
-    # 16-mixed: the loss reaching on_before_backward was multiplied by the scale
-    scaler = getattr(trainer.precision_plugin, "scaler", None)
-    return float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0

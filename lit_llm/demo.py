@@ -76,6 +76,7 @@ def fit_args(out: Path, data: Path, max_steps: int, max_minutes: float) -> list[
         "5",
         "--trainer.gradient_clip_val",
         "1.0",
+        "--trainer.callbacks+=lit_llm.callbacks.LossSpikeRollback",  # defaults: baseline + every 100 steps
         "--trainer.enable_model_summary",
         "false",
         "--trainer.default_root_dir",
@@ -108,7 +109,7 @@ def demo_command(
     from lit_llm.export import export_checkpoint
     from lit_llm.generate import generate_text
     from lit_llm.lightning_cli import run_lightning_cli
-    from lit_llm.plot import plot_loss_curve
+    from lit_llm.plot import plot_loss_curve, read_rollbacks
     from lit_llm.tokenizer import load_tokenizer, train_tokenizer
 
     started = time.perf_counter()
@@ -146,6 +147,7 @@ def demo_command(
         "training tokens in data": f"{manifest['num_tokens']:,}",
         "val loss": f"{val.get('val/loss', float('nan')):.3f}",
         "val bits/byte": f"{val.get('val/bpb', float('nan')):.3f}",
+        "spike rollbacks": f"{len(read_rollbacks(out))} (events: {out / 'spike_events.jsonl'})",
         "checkpoint": ckpt,
         "logs": out / "logs",
         "loss curve": plot,

@@ -43,8 +43,8 @@ class SpikeDetector:
     """Steps the gross blow-up test takes its median over."""
     grad_norm_z: float | None = None
     """Statistical test on the pre-clip gradient norm too (None: loss only)."""
-    grad_norm_rise: float = 1.0
-    """Gradient-norm test: and more than this fraction above its window mean."""
+    grad_norm_rise: float = 2.0
+    """Gradient-norm test: and more than this fraction above its window mean (heavy-tailed: 2.0 = 3x)."""
     losses: deque = field(default_factory=deque, repr=False)
     grad_norms: deque = field(default_factory=deque, repr=False)
     last_stats: dict = field(default_factory=dict, repr=False)
