@@ -109,7 +109,7 @@ def demo_command(
     from lit_llm.export import export_checkpoint
     from lit_llm.generate import generate_text
     from lit_llm.lightning_cli import run_lightning_cli
-    from lit_llm.plot import plot_loss_curve, read_rollbacks
+    from lit_llm.plot import plot_loss_curve
     from lit_llm.tokenizer import load_tokenizer, train_tokenizer
 
     started = time.perf_counter()
@@ -147,7 +147,7 @@ def demo_command(
         "training tokens in data": f"{manifest['num_tokens']:,}",
         "val loss": f"{val.get('val/loss', float('nan')):.3f}",
         "val bits/byte": f"{val.get('val/bpb', float('nan')):.3f}",
-        "spike rollbacks": f"{len(read_rollbacks(out))} (events: {out / 'spike_events.jsonl'})",
+        "spike rollbacks": rollback_summary(out),
         "checkpoint": ckpt,
         "logs": out / "logs",
         "loss curve": plot,
@@ -155,3 +155,11 @@ def demo_command(
     }
     width = max(map(len, summary))
     print("\n".join(f"{k:<{width}}  {v}" for k, v in summary.items()))
+
+
+def rollback_summary(out: Path) -> str:
+    """How many loss-spike rollbacks the run made, and where their events are."""
+    from lit_llm.plot import read_rollbacks
+
+    count = len(read_rollbacks(out))
+    return f"{count} (events: {out / 'spike_events.jsonl'})" if count else "0"
