@@ -14,7 +14,8 @@ Printed:
   there (they cost what a ModelCheckpoint save costs: the save time is printed separately).
 - recovery from one planted spike (a corrupted span of data): the extra wall time of the step
   after the spike over a normal step (checkpoint load, in-place restore, data stream restart),
-  the peak memory above the resident set during that step, and the steps discarded.
+  the restore alone, the host memory it holds while restoring (the tensors it loaded), and the
+  steps discarded.
 - the clean baseline's cost per parameter: bytes on disk per checkpoint (weights + AdamW moments)
   and the memory the in-place restore needs, both per model parameter, so that a 1B or 8B run can
   be sized.
@@ -36,8 +37,10 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 from lightning.pytorch import Callback, Trainer  # noqa: E402
+from lit_llm.callbacks import spike_rollback  # noqa: E402
 from lit_llm.callbacks.spike_rollback import LossSpikeRollback  # noqa: E402
 
+from lit_llm import rollback  # noqa: E402
 from lit_llm.data.datamodule import LitDataModule  # noqa: E402
 from lit_llm.model import ModelConfig  # noqa: E402
 from lit_llm.module import LitLLM, OptimizerConfig, ScheduleConfig  # noqa: E402
@@ -58,25 +61,29 @@ class StepClock(Callback):
         self.stamps.append((trainer.global_step, time.perf_counter()))
 
 
-class PeakMemory(Callback):
-    """Peak resident memory (VmHWM) during the step after `step`, above the resident set before it."""
+class MeasuredRestore:
+    """Wraps the callback's in-place restore: its wall time and the bytes of the tensors it loaded."""
 
-    def __init__(self, step: int) -> None:
-        self.step, self.extra_bytes = step, None
+    def __init__(self) -> None:
+        self.seconds, self.tensor_bytes = None, 0
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step == self.step:  # before the rollback callback's hook restores
-            self.before = _proc_status("VmRSS")
-            Path("/proc/self/clear_refs").write_text("5")  # reset the high-water mark (Linux)
-        elif trainer.global_step == self.step + 1:
-            self.extra_bytes = _proc_status("VmHWM") - self.before
+    def __call__(self, trainer, pl_module, path):
+        start = time.perf_counter()
+        checkpoint = rollback.restore_in_place(trainer, pl_module, path)
+        self.seconds = time.perf_counter() - start
+        self.tensor_bytes = sum(t.numel() * t.element_size() for t in _tensors(checkpoint))
+        return checkpoint
 
 
-def _proc_status(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    raise KeyError(field)
+def _tensors(value):
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _tensors(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _tensors(item)
 
 
 class AlternatingRollback(LossSpikeRollback):
@@ -195,7 +202,8 @@ def overhead(data: Path, tmp: Path, steps: int, repeats: int) -> dict:
 def recovery(data: Path, tmp: Path, every: int) -> dict:
     spike_step = 2 * every + every // 2 + 1  # a few steps after a checkpoint that is not yet clean
     start = spike_step * BATCH
-    clock, memory = StepClock(), PeakMemory(spike_step + 1)
+    clock, restore = StepClock(), MeasuredRestore()
+    spike_rollback.restore_in_place = restore  # the name the callback calls
     callback = LossSpikeRollback(
         detector=SpikeDetector(window=every, min_history=every),
         every_n_steps=every,
@@ -203,7 +211,7 @@ def recovery(data: Path, tmp: Path, every: int) -> dict:
         extra_skip_batches=2,
         cooldown_steps=every,
     )
-    callbacks = [Poison(start, start + BATCH), clock, memory, callback]
+    callbacks = [Poison(start, start + BATCH), clock, callback]
     trainer, wall = run(data, tmp / "recovery", spike_step + 2 * every, callbacks)
     spike = next(e for e in callback.event_log.events if e["event"] == "spike")
     ends = dict(clock.stamps)  # global step after a step -> when it ended
@@ -219,7 +227,8 @@ def recovery(data: Path, tmp: Path, every: int) -> dict:
         "rolled_back_to": spike.get("checkpoint_step"),
         "skip": spike.get("skip"),
         "recovery_s": round(restore_step - normal, 3),
-        "recovery_peak_memory_mb": round(memory.extra_bytes / 2**20, 1) if memory.extra_bytes else None,
+        "restore_in_place_s": round(restore.seconds, 3),
+        "restore_loaded_mb": round(restore.tensor_bytes / 2**20, 2),
         "discarded_steps": spike.get("discarded_steps"),
         "discarded_s": round(spike.get("discarded_steps", 0) * normal, 2),
         "step_ms": round(normal * 1e3, 1),
@@ -228,9 +237,7 @@ def recovery(data: Path, tmp: Path, every: int) -> dict:
         "fit_wall_s": round(wall, 1),
         "parameters": params,
         "checkpoint_bytes_per_parameter": round(disk / params, 2),
-        "restore_memory_bytes_per_parameter": round(memory.extra_bytes / params, 2)
-        if memory.extra_bytes
-        else None,
+        "restore_host_bytes_per_parameter": round(restore.tensor_bytes / params, 2),
     }
 
 
