@@ -48,6 +48,7 @@ from lit_llm.spike_detector import SpikeDetector  # noqa: E402
 
 ARCH = ModelConfig(n_layer=4, n_head=4, n_kv_head=2, d_model=128, max_seq_len=256)
 SEQ_LEN, BATCH = 256, 12
+DEVICE = {"accelerator": "cpu", "precision": "32-true"}  # --accelerator gpu --precision bf16-mixed on a GPU
 HOOKS = ("on_before_backward", "on_before_optimizer_step", "on_train_batch_end")
 
 
@@ -151,8 +152,8 @@ def run(data: Path, root: Path, steps: int, callbacks: list) -> tuple[Trainer, f
     )
     trainer = Trainer(
         max_steps=steps,
-        accelerator="cpu",
         devices=1,
+        **DEVICE,
         default_root_dir=str(root),
         logger=False,
         enable_checkpointing=False,
@@ -243,7 +244,7 @@ def recovery(data: Path, tmp: Path, every: int) -> dict:
 
 def time_save(trainer: Trainer, path: Path) -> float:
     start = time.perf_counter()
-    trainer.save_checkpoint(path)
+    trainer.save_checkpoint(path, weights_only=False)
     return time.perf_counter() - start
 
 
@@ -259,13 +260,44 @@ def main() -> None:
     parser.add_argument(
         "--every", type=int, default=10, help="rollback checkpoint interval in the recovery run"
     )
+    for name, default in (
+        ("n_layer", 4),
+        ("n_head", 4),
+        ("n_kv_head", 2),
+        ("d_model", 128),
+        ("seq_len", 256),
+        ("batch", 12),
+    ):
+        parser.add_argument(
+            f"--{name}", type=int, default=default, help=f"model/data shape (default {default})"
+        )
+    parser.add_argument("--accelerator", default="cpu", help="cpu or gpu")
+    parser.add_argument(
+        "--precision", default="32-true", help="Lightning precision, e.g. bf16-mixed on a GPU"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    global ARCH, SEQ_LEN, BATCH
+    ARCH = ModelConfig(
+        n_layer=args.n_layer,
+        n_head=args.n_head,
+        n_kv_head=args.n_kv_head,
+        d_model=args.d_model,
+        max_seq_len=args.seq_len,
+    )
+    SEQ_LEN, BATCH = args.seq_len, args.batch
+    DEVICE.update(accelerator=args.accelerator, precision=args.precision)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data = build_data(tmp / "text")
         result = {
             "threads": args.threads,
+            "device": {
+                **DEVICE,
+                "model": f"{ARCH.n_layer}x{ARCH.d_model}",
+                "seq_len": SEQ_LEN,
+                "batch": BATCH,
+            },
             "overhead": overhead(data, tmp, args.steps, args.repeats),
             "recovery": recovery(data, tmp, args.every),
         }

@@ -129,9 +129,8 @@ class LossSpikeRollback(Callback):
         self.cooldown.step, self._loss_sum, self._spike = trainer.global_step, None, None
         self.cooldown.attach(trainer.optimizers)
         self._set_max_steps(trainer)
-        if (
-            not self.checkpoints.clean()
-        ):  # a baseline: a spike before the first periodic save still rolls back
+        # A baseline, clean by definition: a spike before the first periodic save still rolls back.
+        if not self.checkpoints.clean():
             self._save_checkpoint(trainer, status="clean")
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch, batch_idx) -> None:

@@ -132,7 +132,7 @@ def demo_command(
     print("[5/6] validating, sampling, exporting")
     val = cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)[0]
     ckpt = out / "checkpoints" / "final.ckpt"  # the trained state; last.ckpt stays the resume point
-    cli.trainer.save_checkpoint(ckpt)
+    cli.trainer.save_checkpoint(ckpt, weights_only=False)
     gpt, info = load_gpt(ckpt)
     sample = generate_text(
         gpt, load_tokenizer(out / "tokenizer"), prompt, max_new_tokens=120, temperature=0.8, top_k=40, seed=0

@@ -135,3 +135,32 @@ def test_changing_seed_on_resume_is_refused(folder):
     state = LitDataModule(str(folder)).state_dict()
     with pytest.raises(UserError, match="seed"):
         LitDataModule(str(folder), seed=5).load_state_dict(state)
+
+
+class TrainingTrainer:
+    """What the data module reads of a Trainer while training on one process."""
+
+    global_rank, world_size, training = 0, 1, True
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_restart_stream_continues_from_the_rewound_position_without_prefetched_batches(folder, workers):
+    # Lightning holds one batch ahead of the one it trains on; loader workers hold more.
+    dm = LitDataModule(str(folder), seq_len=8, batch_size=3, num_workers=workers)
+    dm.setup("fit")
+    dm.trainer = TrainingTrainer()
+    stream = iter(dm.train_dataloader())
+    held = next(stream)
+    consumed = []
+    for _ in range(4):  # consume one, prefetch the next, as the training loop does
+        batch, held = dm.on_before_batch_transfer(held, 0), next(stream)
+        consumed.append(batch["sample_index"].tolist())
+    assert consumed == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9, 10, 11]] and dm.position == 12
+    # A rollback to position 3 that skips the samples now at positions [3, 15).
+    dm.load_state_dict({**dm.state_dict(), "position": 3})
+    assert dm.skip_positions(3, 15) == (3, 15)
+    dm.restart_stream()
+    after = [dm.on_before_batch_transfer(held, 0)["sample_index"].tolist()]  # the held batch, rebuilt
+    for _ in range(3):
+        after.append(dm.on_before_batch_transfer(next(stream), 0)["sample_index"].tolist())
+    assert after == [[15, 16, 17], [18, 19, 20], [21, 22, 23], [24, 25, 26]] and dm.position == 15

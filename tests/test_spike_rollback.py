@@ -160,8 +160,10 @@ def assert_skip_honoured(rows: list[dict], spike: dict) -> None:
 @pytest.fixture(scope="module")
 def clean_rows(data, tmp_path_factory):
     root = tmp_path_factory.mktemp("clean")
-    trainer, module, datamodule = fit_parts(data, root, [RecordSamples(str(root))], steps=40)
+    callbacks = [RecordSamples(str(root)), LossSpikeRollback(**FAST)]
+    trainer, module, datamodule = fit_parts(data, root, callbacks, steps=40)
     trainer.fit(module, datamodule)
+    assert not (root / "spike_events.jsonl").exists() and trainer.global_step == 40  # no false positive
     return read_jsonl(root / "samples-rank0.jsonl")
 
 
