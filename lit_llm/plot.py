@@ -57,9 +57,11 @@ def plot_loss_curve(run_dir: str | Path, out: str | Path | None = None) -> Path:
         steps, values = series(rows, key)
         if steps:
             ax.plot(steps, values, style, label=key, markersize=4)
-    for i, event in enumerate(read_rollbacks(run_dir)):
+    rollbacks = read_rollbacks(run_dir)
+    for i, event in enumerate(rollbacks):
         label = "discarded by a rollback" if i == 0 else None
         ax.axvspan(event["checkpoint_step"], event["step"] + 1, color="tab:red", alpha=0.15, label=label)
+    _clip_spikes(ax, rows, rollbacks)
     ax.set_xlabel("optimizer step (taken, including discarded ones)")
     ax.set_ylabel("cross-entropy (nats/token)")
     ax.set_title(f"lit-llm: {Path(run_dir).name}")
@@ -69,3 +71,19 @@ def plot_loss_curve(run_dir: str | Path, out: str | Path | None = None) -> Path:
     fig.savefig(out)
     plt.close(fig)
     return out
+
+
+def _clip_spikes(ax, rows: list[dict], rollbacks: list[dict]) -> None:
+    """Keep the kept timeline readable: spiked values that dwarf it are drawn as markers at the top edge."""
+    steps, values = series(rows, "train/loss")
+    spiked = {e["step"] + 1 for e in rollbacks} | {e["step"] for e in rollbacks}  # logged at step or step + 1
+    kept = [v for s, v in zip(steps, values) if s not in spiked]
+    if not kept or not rollbacks:
+        return
+    top = 1.3 * max(kept)
+    off_scale = [s for s, v in zip(steps, values) if v > top]
+    if off_scale:
+        ax.set_ylim(0, top)
+        ax.plot(
+            off_scale, [top] * len(off_scale), "rv", markersize=7, clip_on=False, label="spike (off scale)"
+        )
