@@ -45,9 +45,9 @@ class SpikeDetector:
     """Statistical test on the pre-clip gradient norm too (None: loss only)."""
     grad_norm_rise: float = 2.0
     """Gradient-norm test: and more than this fraction above its window mean (heavy-tailed: 2.0 = 3x)."""
-    losses: deque = field(default_factory=deque, repr=False)
-    grad_norms: deque = field(default_factory=deque, repr=False)
-    last_stats: dict = field(default_factory=dict, repr=False)
+    losses: deque = field(default_factory=deque, init=False, repr=False)
+    grad_norms: deque = field(default_factory=deque, init=False, repr=False)
+    last_stats: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         for name in ("window", "min_history", "recent"):
