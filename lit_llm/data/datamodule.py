@@ -17,6 +17,7 @@ import math
 import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from lit_llm.data.sampling import choose_windows, merge_ranges, sample_index
@@ -243,6 +244,11 @@ class LitDataModule(LightningDataModule):
                     f"fewer than seq_len + 1 = {self.seq_len + 1}"
                 )
         self.val_set = ShardSet.open(self.path, "val", None, verify)
+        if stage == "fit" and self.val_set.num_tokens < self.seq_len + 1:
+            rank_zero_warn(
+                f"{self.path}: no validation data ({self.val_set.num_tokens} held-out tokens, fewer than "
+                f"seq_len + 1 = {self.seq_len + 1}): this run will not validate"
+            )
         self._checksums_verified = True  # once per process: a rollback's re-fit calls setup again
 
     def train_dataloader(self) -> TrainStream:

@@ -233,6 +233,22 @@ def _nothing_left(recipe: Recipe, reads: list[dict], pipes: list[FilterPipeline]
                      + f" (samples in {output / REJECTED}, log in {output / LOG})")  # fmt: skip
 
 
+def _no_validation(recipe: Recipe, reads: list[dict], pipes: list[FilterPipeline], output: Path) -> UserError:
+    """The validation split ended empty: say which sources should have fed it and what removed their documents."""
+    if recipe.hash_split:
+        why = (f"the hash split (val_fraction {recipe.split.val_fraction}) sent no document to validation; "
+               "every source kept fewer than 2 documents")  # fmt: skip
+        feeding = range(len(recipe.sources))
+    else:
+        why = "the validation sources have no document left"
+        feeding = [i for i, src in enumerate(recipe.sources) if src.split == "val"]
+    parts = [f"source {recipe.sources[i].name!r} read {reads[i].get('documents', 0)} documents; "
+             f"{pipes[i].describe()}" for i in feeding]  # fmt: skip
+    return UserError(f"{output}: the validation split is empty: {why}: " + " | ".join(parts)
+                     + " (set `filters: none` on a source whose text is not web prose, or pass "
+                     "--split.allow_empty_val true to train without validation)")  # fmt: skip
+
+
 def _stage_seconds(chunks: _Chunks, tasks: list[dict], merge_seconds: dict) -> dict:
     cpu: Counter = Counter()
     for meta in chunks.metas:
@@ -292,6 +308,8 @@ def merge_dataset(
     if not keep.any():
         raise _nothing_left(recipe, reads, by_source, output)
     val, forced = _split(recipe, recs, keep)
+    if not val.any() and not recipe.split.allow_empty_val:
+        raise _no_validation(recipe, reads, by_source, output)
     if not (keep & ~val).any():
         raise UserError(
             f"{output}: no training documents: all {int(keep.sum())} kept documents are validation data"

@@ -108,6 +108,9 @@ class SplitConfig:
     """Documents longer than this are cut into blocks of at most this many characters, at blank
     lines (paragraphs) where possible, else at line ends, before filtering: a single huge text file
     still gets a validation set, and blocks stay within the filters' length limits. null: never cut."""
+    allow_empty_val: bool = False
+    """Accept a folder without validation data (training then never validates). By default an empty
+    validation split fails the run, naming the source and the filters that emptied it."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.val_fraction < 1:
@@ -150,7 +153,9 @@ class Recipe:
         return json.loads(json.dumps(asdict(self)))
 
     def sha256(self) -> str:
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        settings = self.to_dict()
+        settings["split"].pop("allow_empty_val")  # a check, not an output-affecting setting
+        text = json.dumps(settings, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(f"{FORMAT_VERSION}:{text}".encode()).hexdigest()
 
 

@@ -320,6 +320,34 @@ def test_val_input_replaces_the_split(corpus, tmp_path):
     assert decoded(tmp_path / "out")["val"] == [held.read_text()]
 
 
+def test_an_empty_validation_split_is_refused_then_allowed(corpus, tmp_path):
+    root, _, tok = corpus
+    verse = tmp_path / "verse.txt"  # short lines without stop words: the prose filters drop it all
+    verse.write_text("\n".join(f"Roses {i} red, violets {i} blue" for i in range(12)))
+    with pytest.raises(UserError) as err:
+        prepare(root, tok, tmp_path / "out", val_input=[str(verse)])
+    message = str(err.value)
+    assert "validation split is empty" in message and "source 'val' read 1 documents" in message
+    assert "removed 1 of 1" in message and "--split.allow_empty_val true" in message and "\n" not in message
+    m = prepare(root, tok, tmp_path / "out", val_input=[str(verse)], split=SplitConfig(allow_empty_val=True))
+    assert m["split"]["val"]["num_documents"] == 0 and m["split"]["train"]["num_documents"] > 0
+    from lightning.pytorch import Trainer
+
+    from lit_llm.data.datamodule import LitDataModule
+    from lit_llm.model import ModelConfig
+    from lit_llm.module import LitLLM
+
+    data = LitDataModule(str(tmp_path / "out"), seq_len=16, batch_size=2)
+    model = LitLLM(
+        arch=ModelConfig(n_layer=1, n_head=2, d_model=16, max_seq_len=16), vocab_size=data.vocab_size
+    )
+    quiet = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False}
+    trainer = Trainer(max_steps=2, val_check_interval=1, enable_model_summary=False, **quiet)
+    with pytest.warns(UserWarning, match="no validation data .*this run will not validate"):
+        trainer.fit(model, data)
+    assert trainer.global_step == 2 and "val/loss" not in trainer.callback_metrics
+
+
 def test_scale_out_two_tasks_and_merge_equal_one_task(corpus, tmp_path, monkeypatch):
     root, _, tok = corpus
     one = prepare(root, tok, tmp_path / "one", shard_tokens=2000, chunk_chars=3000)
