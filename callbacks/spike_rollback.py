@@ -16,11 +16,13 @@ See docs/spike_rollback.md.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 
 from lit_llm.errors import UserError
@@ -121,8 +123,16 @@ class LossSpikeRollback(Callback):
             )
         if not pl_module.automatic_optimization:
             raise UserError("LossSpikeRollback supports automatic optimization only")
+        if "dataloader_iter" in inspect.signature(pl_module.training_step).parameters:
+            raise UserError("LossSpikeRollback needs batches passed to training_step (not a dataloader_iter)")
         if self._max_steps is None:
-            self._max_steps = trainer.max_steps  # as configured; grown by discarded steps in on_train_start
+            self._max_steps = trainer.max_steps  # as configured; grown by the discarded steps
+        self._trainer = trainer
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # After configure_optimizers (whose LR schedule spans the configured max_steps) and before the
+        # fit loop checks max_steps: a resumed run past the configured max_steps must not stop at once.
+        self._set_max_steps(trainer)
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._params = [p for p in pl_module.parameters() if p.requires_grad]
@@ -130,7 +140,7 @@ class LossSpikeRollback(Callback):
         self.cooldown.attach(trainer.optimizers)
         self._set_max_steps(trainer)
         # A baseline, clean by definition: a spike before the first periodic save still rolls back.
-        if not self.checkpoints.clean():
+        if trainer.strategy.broadcast(not self.checkpoints.clean(), src=0):  # rank 0 sees the files
             self._save_checkpoint(trainer, status="clean")
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch, batch_idx) -> None:
@@ -150,7 +160,9 @@ class LossSpikeRollback(Callback):
             return
         if self._spike is not None:
             spike, self._spike = self._spike, None
-            self.event_log.record(trainer, {**spike, **self.recover(trainer, pl_module, spike)})
+            event = self.event_log.record(trainer, {**spike, **self.recover(trainer, pl_module, spike)})
+            if event.get("action") == "rollback":
+                self._refresh_last_checkpoints(trainer)
         else:
             self.checkpoints.confirm(trainer.global_step)
             if trainer.global_step % self.every_n_steps == 0:
@@ -226,6 +238,9 @@ class LossSpikeRollback(Callback):
         self.event_log.events = [dict(e) for e in state_dict.get("events", [])]
         self.cooldown.state = dict(state_dict["cooldown"]) if state_dict.get("cooldown") else None
         self.discarded_steps = int(state_dict.get("discarded_steps", 0))
+        trainer = getattr(self, "_trainer", None)
+        if trainer is not None and trainer.optimizers:  # strategies that restore callbacks after on_fit_start
+            self._set_max_steps(trainer)
 
     # ---- detection -------------------------------------------------------------------
 
@@ -269,6 +284,15 @@ class LossSpikeRollback(Callback):
         path = str(Path(self.dirpath) / f"step-{step:07d}.ckpt")
         self.checkpoints.add(CleanCheckpoint(path, step, int(trainer.datamodule.position), status))
         trainer.save_checkpoint(path, weights_only=False)  # on every rank: the strategy decides who writes
+
+    def _refresh_last_checkpoints(self, trainer: Trainer) -> None:
+        """Rewrite ModelCheckpoint's last.ckpt now: it holds the discarded timeline, and a crash before its
+        next save would resume there, without the new skip range."""
+        for callback in trainer.checkpoint_callbacks:
+            if isinstance(callback, ModelCheckpoint) and callback.save_last and callback.dirpath:
+                path = callback.format_checkpoint_name({}, callback.CHECKPOINT_NAME_LAST)
+                trainer.save_checkpoint(path, weights_only=False)
+                callback.last_model_path = path
 
     def _set_max_steps(self, trainer: Trainer) -> None:
         if self._max_steps is not None and self._max_steps > 0:

@@ -7,11 +7,14 @@
 The vocabulary size comes from the data folder's manifest (an argument link), so it is
 never typed twice. Unless a logger is configured, metrics go to a CSV file under
 `trainer.default_root_dir` (`RUN/logs/version_N/metrics.csv`) and checkpoints to
-`RUN/checkpoints/` (every 100 steps and `last.ckpt`), so `--ckpt_path last` resumes.
+`RUN/checkpoints/` (`--checkpoint.*`: every 100 steps, the newest 3 kept, every 1000th kept for
+good in `RUN/checkpoints/kept/`), and `last.ckpt` holds the final step whatever ends the run, so
+`--ckpt_path last` resumes. The final weights are always validated when validation data exists.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
@@ -22,11 +25,30 @@ from lit_llm.errors import UserError
 from lit_llm.module import LitLLM
 
 
+@dataclass
+class CheckpointConfig:
+    """Periodic checkpoints of `lit-llm fit` (used unless the config names a ModelCheckpoint)."""
+
+    every_n_steps: int = 100
+    """Write RUN/checkpoints/step-NNNNNN.ckpt every this many optimizer steps."""
+    keep_last: int = 3
+    """Keep the newest this many of them; older ones are deleted (-1: keep all)."""
+    keep_every: int | None = 1000
+    """Also keep every checkpoint whose step is a multiple of this for good, in RUN/checkpoints/kept/ (null: none)."""
+
+    def __post_init__(self) -> None:
+        if self.every_n_steps < 1 or self.keep_last == 0 or self.keep_last < -1 or (self.keep_every or 1) < 1:
+            raise UserError(
+                f"checkpoint: every_n_steps >= 1, keep_last >= 1 or -1, keep_every >= 1 or null (got {self})"
+            )
+
+
 class LitLLMCLI(LightningCLI):
     """LightningCLI with the kit's links and defaults."""
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
+        parser.add_class_arguments(CheckpointConfig, "checkpoint")  # read by `fit`; `validate` ignores it
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(str(self.subcommand), self.config)
@@ -42,7 +64,11 @@ class LitLLMCLI(LightningCLI):
         config = self._get(self.config_init, "trainer", default={})
         configured = config.get("callbacks") or []
         configured = configured if isinstance(configured, list) else [configured]
-        kwargs["callbacks"] = [*configured, *default_callbacks(config)]
+        checkpoint = (
+            self.config_init.get(str(self.subcommand), self.config_init).get("checkpoint")
+            or CheckpointConfig()
+        )
+        kwargs["callbacks"] = [*configured, *default_callbacks(config, checkpoint)]
         return super().instantiate_trainer(**kwargs)
 
     def before_fit(self) -> None:
@@ -67,29 +93,40 @@ def trainer_defaults() -> dict:
     }
 
 
-def default_callbacks(config) -> list:
-    """Checkpoints every 100 steps plus last.ckpt, and the step-aware progress bar, unless configured otherwise."""
+def default_callbacks(config, checkpoint: CheckpointConfig | None = None) -> list:
+    """Checkpoints with bounded retention, the final checkpoint, and the step-aware progress bar, unless configured.
+
+    A checkpoint every `every_n_steps`, the newest `keep_last` kept (RUN/checkpoints/step-*.ckpt),
+    every `keep_every`-th kept for good (RUN/checkpoints/kept/); `last.ckpt` holds the final step
+    whatever ends the run (FinalCheckpoint). A ModelCheckpoint in the config replaces the periodic ones.
+    """
+    checkpoint = checkpoint or CheckpointConfig()
     from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 
-    from lit_llm.callbacks import TrainingProgressBar
+    from lit_llm.callbacks import FinalCheckpoint, TrainingProgressBar
 
     configured = config.get("callbacks") or []
     configured = configured if isinstance(configured, list) else [configured]
     extra = []
-    if config.get("enable_checkpointing") is not False and not any(
-        isinstance(c, ModelCheckpoint) for c in configured
-    ):
-        root = Path(config.get("default_root_dir") or ".")
+    checkpointing = config.get("enable_checkpointing") is not False
+    root = Path(config.get("default_root_dir") or ".")
+    if checkpointing and not any(isinstance(c, ModelCheckpoint) for c in configured):
+        every = {"filename": "step-{step:06d}", "auto_insert_metric_name": False}
+        newest = {"save_top_k": checkpoint.keep_last, "monitor": "step", "mode": "max", "save_last": True}
         extra.append(
             ModelCheckpoint(
-                dirpath=root / "checkpoints",
-                every_n_train_steps=100,
-                save_last=True,
-                save_top_k=-1,
-                filename="step-{step:06d}",
-                auto_insert_metric_name=False,
+                dirpath=root / "checkpoints", every_n_train_steps=checkpoint.every_n_steps, **every, **newest
             )
         )
+        if checkpoint.keep_every:
+            kept = root / "checkpoints" / "kept"
+            extra.append(
+                ModelCheckpoint(
+                    dirpath=kept, every_n_train_steps=checkpoint.keep_every, save_top_k=-1, **every
+                )
+            )
+    if checkpointing and not any(isinstance(c, FinalCheckpoint) for c in configured):
+        extra.append(FinalCheckpoint())
     if config.get("enable_progress_bar") is not False and not any(
         isinstance(c, ProgressBar) for c in configured
     ):

@@ -347,7 +347,8 @@ class LitLLM(LightningModule):
             "tokens_seen": self.tokens_seen,
             "model_config": dataclasses.asdict(self.model_config),
             "tokenizer_path": str(tokenizer) if tokenizer else None,
-            "rng": capture_rng_state(),
+            # Resumed but no batch trained yet: the restored states are the run's, not this process's.
+            "rng": self._pending_rng or capture_rng_state(),
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:

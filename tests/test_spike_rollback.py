@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 from lightning.pytorch import Callback, LightningDataModule, Trainer, seed_everything
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.precision import MixedPrecision
 from lit_llm.callbacks.spike_rollback import LossSpikeEscalation, LossSpikeRollback
 
@@ -196,6 +197,42 @@ def test_plain_trainer_rolls_back_inside_fit_and_reaches_max_steps(data, clean_r
         "step-0000040.ckpt",
         "step-0000045.ckpt",
     ]  # keep_last=2 clean + 1 pending
+
+
+def test_resume_past_the_configured_max_steps_still_gets_every_update(data, tmp_path):
+    # Step 44 exists only because a rollback lengthened the 40-step run by 7 discarded steps.
+    periodic = ModelCheckpoint(dirpath=str(tmp_path / "periodic"), every_n_train_steps=22, save_top_k=-1)
+    callbacks = [BlowUp(20), LossSpikeRollback(**FAST), periodic]
+    trainer, module, datamodule = fit_parts(data, tmp_path, callbacks, steps=40, enable_checkpointing=True)
+    trainer.fit(module, datamodule)
+    step_44 = next((tmp_path / "periodic").glob("*step=44.ckpt"))
+    trainer, module, datamodule = fit_parts(data, tmp_path, [LossSpikeRollback(**FAST)], steps=40)
+    trainer.fit(module, datamodule, ckpt_path=str(step_44))
+    assert trainer.global_step == 47 and trainer.lr_scheduler_configs[0].scheduler.last_epoch == 40
+
+
+class CrashAt(Callback):
+    """Raises when optimizer step `step` starts: a crash."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            raise RuntimeError(f"crash at step {self.step}")
+
+
+def test_last_checkpoint_is_rewritten_at_the_rollback(data, tmp_path):
+    # ModelCheckpoint's last.ckpt from step 20 holds the discarded timeline; a crash before its next
+    # save (step 24) must not resume there without the skip.
+    periodic = ModelCheckpoint(dirpath=str(tmp_path / "periodic"), every_n_train_steps=4, save_last=True)
+    callbacks = [BlowUp(20), LossSpikeRollback(**FAST), CrashAt(23), periodic]
+    trainer, module, datamodule = fit_parts(data, tmp_path, callbacks, steps=40, enable_checkpointing=True)
+    with pytest.raises(RuntimeError, match="crash at step 23"):
+        trainer.fit(module, datamodule)
+    last = torch.load(tmp_path / "periodic" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 22 and last["LitDataModule"]["skip_ranges"] == [[60, 92]]
+    assert last["callbacks"]["LossSpikeRollback"]["discarded_steps"] == 7
 
 
 def test_cli_defaults_catch_a_blow_up_at_the_end_of_warm_up(data, tmp_path):
