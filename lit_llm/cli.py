@@ -98,6 +98,9 @@ def _run_plain(target: str, args: list[str], prog: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     from jsonargparse import set_parsing_settings
 
+    from lit_llm.quiet import silence_known_noise
+
+    silence_known_noise()
     # Dataclass fields are documented by the string under each one: show those in --help.
     set_parsing_settings(docstring_parse_attribute_docstrings=True)
     argv = list(sys.argv[1:] if argv is None else argv)

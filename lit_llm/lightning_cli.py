@@ -14,6 +14,7 @@ good in `RUN/checkpoints/kept/`), and `last.ckpt` holds the final step whatever 
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,15 +136,20 @@ def default_callbacks(config, checkpoint: CheckpointConfig | None = None) -> lis
 
 
 def run_lightning_cli(args: list[str]) -> LitLLMCLI:
-    return LitLLMCLI(
-        LitLLM,
-        LitDataModule,
-        args=args,
-        trainer_defaults=trainer_defaults(),
-        save_config_kwargs={"overwrite": True},
-        auto_configure_optimizers=False,
-        parser_kwargs={"default_env": False},
-    )
+    """LightningCLI on `args` (["fit", ...]); they stand in for sys.argv while it parses."""
+    argv = sys.argv
+    sys.argv = [argv[0], *args]  # LightningCLI warns when given args while sys.argv holds others (the demo)
+    try:
+        return LitLLMCLI(
+            LitLLM,
+            LitDataModule,
+            trainer_defaults=trainer_defaults(),
+            save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,
+            parser_kwargs={"default_env": False},
+        )
+    finally:
+        sys.argv = argv
 
 
 __all__ = ["LitLLMCLI", "run_lightning_cli", "CSVLogger"]

@@ -119,3 +119,40 @@ def test_built_wheel_maps_callbacks_into_the_package(tmp_path):
     assert "lit_llm/callbacks/__init__.py" in names and "lit_llm/data/filters/prose.py" in names
     assert not any(n.startswith("callbacks/") for n in names)
     assert any(n.startswith("lit_llm/eval/tasks/mmlu/") and n.endswith(".yaml") for n in names)
+
+
+NOISE = ("warning", "deprecat", "tip:", "was not set", "traceback")
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end_with_a_clean_console(tmp_path):
+    # The README's first command, scaled down: every line it prints is the kit's or a progress bar.
+    import os
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = [
+        "--out",
+        str(tmp_path / "demo"),
+        "--max_steps",
+        "5",
+        "--max_chars",
+        "300000",
+        "--vocab_size",
+        "512",
+    ]
+    result = subprocess.run(
+        [sys.executable, "-m", "lit_llm.cli", "demo", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = (result.stdout + result.stderr).replace("\r", "\n")
+    noisy = [line for line in output.splitlines() if any(word in line.lower() for word in NOISE)]
+    assert noisy == [], noisy
+    assert (
+        "optimizer steps          5" in result.stdout and (tmp_path / "demo" / "hf" / "config.json").exists()
+    )
+    assert (tmp_path / "demo" / "checkpoints" / "last.ckpt").exists()
