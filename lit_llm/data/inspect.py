@@ -50,7 +50,26 @@ def _sources(m: dict) -> list[str]:
     lines += [f"  {s['name']}: max_chars left {_n(s['sampled_out'])} documents unused (a hash sample)"
               for s in m.get("sources", []) if s.get("sampled_out")]  # fmt: skip
     lines += [f"  skipped {s['name']}: {s['reason']}" for s in m.get("skipped_sources", [])]
+    lines += [_heavy_filtering(s) for s in m.get("sources", []) if _filtered_share(s) > HEAVY_FILTERING]
     return lines
+
+
+HEAVY_FILTERING = 0.3  # a source losing more than this share of its documents to the filters is called out
+
+
+def _filtered_share(source: dict) -> float:
+    """Share of the documents (blocks) the filters saw that they removed."""
+    seen = source.get("documents_read", 0) - source.get("sampled_out", 0)
+    seen += source.get("blocks", 0) - source.get("documents_cut", 0)  # a cut document is its blocks
+    return 1 - source.get("documents_after_filters", 0) / seen if seen > 0 else 0.0
+
+
+def _heavy_filtering(source: dict) -> str:
+    share, filters = _filtered_share(source), source.get("filters", "?")
+    return (
+        f"  NOTE {source['name']}: the {filters} filters removed {share:.0%} of its documents (samples in "
+        "rejected/); set `filters: none` on a source whose text is not web prose (verse, lists, logs)"
+    )
 
 
 def _filters(m: dict) -> list[str]:

@@ -331,6 +331,10 @@ def test_an_empty_validation_split_is_refused_then_allowed(corpus, tmp_path):
     assert "removed 1 of 1" in message and "--split.allow_empty_val true" in message and "\n" not in message
     m = prepare(root, tok, tmp_path / "out", val_input=[str(verse)], split=SplitConfig(allow_empty_val=True))
     assert m["split"]["val"]["num_documents"] == 0 and m["split"]["train"]["num_documents"] > 0
+    from lit_llm.data.inspect import summarize
+
+    assert "NOTE val: the prose filters removed 100% of its documents" in summarize(m)
+    assert "NOTE prose" not in summarize(m)  # the sources the filters were made for are not called out
     from lightning.pytorch import Trainer
 
     from lit_llm.data.datamodule import LitDataModule
