@@ -33,7 +33,6 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from lit_llm.errors import UserError
 from lit_llm.eval.tasks import TaskSource, check_code_execution, check_task_names, parse_tasks
-from lit_llm.eval.tasks.utils import DEFAULT_DATA_DIR
 
 
 class BenchmarkEval(Callback):
@@ -44,7 +43,7 @@ class BenchmarkEval(Callback):
         tasks: str | list[str] = "mmlu,gsm8k,perplexity",
         every_n_steps: int = 1000,
         limit: int | None = 10,
-        data_dir: str = DEFAULT_DATA_DIR,
+        data_dir: str | None = None,
         text_file: str | None = None,
         batch_size: int = 16,
         num_fewshot: int | None = None,
@@ -63,7 +62,8 @@ class BenchmarkEval(Callback):
             tasks: Comma-separated tasks or groups (mmlu, mmlu_stem, mmlu_anatomy, gsm8k, humaneval, perplexity).
             every_n_steps: Evaluate after every this many optimizer steps (0: only at the end of fit).
             limit: Examples per task (MMLU: per subject); None evaluates everything.
-            data_dir: Folder with mmlu/, gsm8k/, humaneval/, wikitext2/ in the layout of ../shared/data.
+            data_dir: Folder with mmlu/, gsm8k/, humaneval/, wikitext2/ (default: $LIT_LLM_DATA, else
+                ~/.cache/lit-llm/benchmarks; `lit-llm evaluate --download true` fills it).
             text_file: Text file of the perplexity task (default: DATA_DIR/wikitext2/test.txt).
             batch_size: Sequences per forward pass.
             num_fewshot: Override the tasks' few-shot count (MMLU 5, GSM8K 5).

@@ -17,7 +17,7 @@ from pathlib import Path
 from lit_llm.checkpoint import resolve_checkpoint
 from lit_llm.errors import UserError
 from lit_llm.eval.tasks import TaskSource, parse_tasks
-from lit_llm.eval.tasks.utils import DEFAULT_DATA_DIR
+from lit_llm.eval.tasks.utils import data_root
 
 
 def default_output(ckpt_file: Path) -> Path:
@@ -31,7 +31,7 @@ def evaluate_command(
     ckpt_path: str,
     tasks: str = "mmlu,gsm8k,perplexity",
     limit: int | None = None,
-    data_dir: str = DEFAULT_DATA_DIR,
+    data_dir: str | None = None,
     text_file: str | None = None,
     batch_size: int = 16,
     num_fewshot: int | None = None,
@@ -47,6 +47,7 @@ def evaluate_command(
     log_samples: bool = False,
     seed: int = 1234,
     progress: bool = True,
+    download: bool = False,
 ) -> dict:
     """Evaluate a checkpoint on lm-eval tasks; write the results JSON and print the table.
 
@@ -54,7 +55,8 @@ def evaluate_command(
         ckpt_path: Checkpoint file, or a run folder containing checkpoints/last.ckpt.
         tasks: Comma-separated tasks or groups: mmlu (or mmlu_stem, mmlu_anatomy, ...), gsm8k, humaneval, perplexity.
         limit: Examples per task (None: all). MMLU counts per subject.
-        data_dir: Folder with mmlu/, gsm8k/, humaneval/ and wikitext2/ in the layout of ../shared/data.
+        data_dir: Folder with mmlu/, gsm8k/, humaneval/ and wikitext2/ (layout: lit_llm/eval/download.py);
+            default: $LIT_LLM_DATA, else ~/.cache/lit-llm/benchmarks.
         text_file: Text file of the perplexity task (default: DATA_DIR/wikitext2/test.txt).
         batch_size: Sequences per forward pass.
         num_fewshot: Override the tasks' few-shot count (MMLU 5, GSM8K 5; HumanEval stays 0-shot).
@@ -70,9 +72,14 @@ def evaluate_command(
         log_samples: Also write every request and response to <output>-samples.jsonl.
         seed: Seed for sampled generation (greedy tasks do not use it).
         progress: Show progress bars.
+        download: First fetch the tasks' files from the Hugging Face Hub into the data folder (needs network).
     """
     names = parse_tasks(tasks)
     file = resolve_checkpoint(ckpt_path)
+    if download:
+        from lit_llm.eval.download import download_benchmarks
+
+        download_benchmarks(names, data_dir)
     from lit_llm.eval.runner import prepare, run_tasks
 
     manager = prepare(
@@ -114,7 +121,7 @@ def evaluate_command(
         "ckpt_path": str(file),
         "tasks": names,
         "limit": limit,
-        "data_dir": str(Path(data_dir).resolve()),
+        "data_dir": str(data_root(data_dir).resolve()),
         "text_file": text_file,
         "batch_size": batch_size,
         "num_fewshot": num_fewshot,

