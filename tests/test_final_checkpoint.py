@@ -146,3 +146,24 @@ def test_plain_trainer_exception_saves_the_position_of_the_last_completed_step(d
         trainer.fit(model, datamodule)
     checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["global_step"] == 7 and checkpoint["LitDataModule"]["position"] == 7 * 4
+
+
+def test_plain_trainer_validates_and_saves_the_final_step(data, tmp_path):
+    datamodule = LitDataModule(str(data), seq_len=32, batch_size=4, verify_checksums=False)
+    model = LitLLM(
+        arch=ModelConfig(n_layer=2, n_head=2, d_model=32, max_seq_len=64), vocab_size=datamodule.vocab_size
+    )
+    trainer = Trainer(
+        max_steps=6,
+        val_check_interval=200,
+        check_val_every_n_epoch=None,
+        limit_val_batches=2,
+        default_root_dir=str(tmp_path),
+        callbacks=[FinalCheckpoint()],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(model, datamodule)
+    assert "val/loss" in trainer.callback_metrics and "val/bpb" in trainer.callback_metrics
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 6
