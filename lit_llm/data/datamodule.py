@@ -295,6 +295,10 @@ class LitDataModule(LightningDataModule):
             shuffle=False,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
+            # Its own generator: creating the iterator draws a seed, and validation must leave the
+            # training RNG untouched, or a resume from a checkpoint written at a validation step
+            # (which does not repeat that validation) would draw different dropout masks.
+            generator=torch.Generator(),
         )
 
     def on_before_batch_transfer(self, batch, dataloader_idx: int):
