@@ -15,6 +15,7 @@ good in `RUN/checkpoints/kept/`), and `last.ckpt` holds the final step whatever 
 from __future__ import annotations
 
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,6 +81,8 @@ class LitLLMCLI(LightningCLI):
             and not Path(ckpt_path).exists()
         ):
             raise UserError(f"{ckpt_path}: checkpoint not found")
+        if ckpt_path:  # resuming into the run's own folder: ModelCheckpoint's "not empty" warning is expected
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
 
 def trainer_defaults() -> dict:

@@ -91,6 +91,7 @@ class LitLLM(LightningModule):
         compile: bool = False,
         activation_checkpointing: bool = False,
         fsdp_param_dtype: Literal["float32", "bfloat16", "float16"] | None = None,
+        allow_tokenizer_change: bool = False,
     ) -> None:
         """
         Args:
@@ -103,6 +104,8 @@ class LitLLM(LightningModule):
             activation_checkpointing: Recompute each block's activations in backward (less memory, ~30% more compute).
             fsdp_param_dtype: Under FSDP2 (ModelParallelStrategy): dtype parameters are gathered and computed in
                 (mixed precision policy; gradients are reduced in float32). None keeps the parameters' dtype.
+            allow_tokenizer_change: Resume from a checkpoint trained on data of another tokenizer (same vocabulary
+                size); refused by default, since the token ids would mean other strings.
         """
         super().__init__()
         arch = arch or ModelConfig()
@@ -113,6 +116,7 @@ class LitLLM(LightningModule):
         self.schedule_config = schedule or ScheduleConfig()
         self.z_loss, self.compile, self.activation_checkpointing = z_loss, compile, activation_checkpointing
         self.fsdp_param_dtype = fsdp_param_dtype
+        self.allow_tokenizer_change = allow_tokenizer_change
         # No save_hyperparameters(): LightningCLI would silently replace the command line's model
         # config with the checkpoint's on resume. The config is stored in on_save_checkpoint and a
         # mismatch is refused in on_load_checkpoint.
@@ -340,10 +344,29 @@ class LitLLM(LightningModule):
 
     # ---- checkpoints: what Lightning leaves out --------------------------------------
 
+    def _attached_trainer(self):
+        """The Trainer, or None when the module is used without one (`self.trainer` raises then)."""
+        try:
+            return self.trainer
+        except RuntimeError:
+            return None
+
+    def _check_tokenizer(self, saved: str | None) -> None:
+        """Refuse to continue on data of another tokenizer than the checkpoint's (one line), unless allowed."""
+        current = _tokenizer_sha256(self._attached_trainer())
+        if saved and current and saved != current and not self.allow_tokenizer_change:
+            path = getattr(self.trainer.datamodule, "path", "the data folder")
+            raise UserError(
+                f"{path}: made with another tokenizer (sha256 {current[:12]}) than the checkpoint's "
+                f"({saved[:12]}); pass --model.allow_tokenizer_change true to continue on it deliberately"
+            )
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        datamodule = getattr(self._attached_trainer(), "datamodule", None)
         tokenizer = getattr(datamodule, "tokenizer_path", None)
+        manifest = getattr(datamodule, "manifest", None)
         checkpoint["lit_llm"] = {
+            "tokenizer_sha256": ((manifest.data.get("tokenizer") or {}).get("sha256") if manifest else None),
             "tokens_seen": self.tokens_seen,
             "model_config": dataclasses.asdict(self.model_config),
             "tokenizer_path": str(tokenizer) if tokenizer else None,
@@ -361,11 +384,17 @@ class LitLLM(LightningModule):
                 if getattr(self.model_config, k, None) != v
             }
             raise UserError(f"checkpoint is from another model config (checkpoint vs now: {diff})")
+        self._check_tokenizer(extra.get("tokenizer_sha256"))
         self.tokens_seen = int(extra.get("tokens_seen", 0))
         # Applied at the first training batch, not now: between loading and that batch Lightning
         # creates the DataLoader iterator, which draws from the torch RNG; the uninterrupted run
         # drew that number long before the checkpoint.
         self._pending_rng = extra.get("rng")
+
+
+def _tokenizer_sha256(trainer) -> str | None:
+    manifest = getattr(getattr(trainer, "datamodule", None), "manifest", None)
+    return (manifest.data.get("tokenizer") or {}).get("sha256") if manifest is not None else None
 
 
 def capture_rng_state() -> dict:

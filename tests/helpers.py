@@ -100,7 +100,12 @@ def make_text_folder(folder: Path, num_docs: int = 60, vocab_size: int = 320, se
             "dtype": dtype.name,
             "num_tokens": sum(s["num_tokens"] for s in shards),
             "num_documents": num_docs,
-            "tokenizer": {"path": str((folder / "tokenizer").resolve()), "eos_id": eos, "pad_id": pad},
+            "tokenizer": {
+                "path": str((folder / "tokenizer").resolve()),
+                "sha256": tok.sha256,
+                "eos_id": eos,
+                "pad_id": pad,
+            },
             "sources": [{"name": "text", "weight": 1.0}],
             "shards": shards,
             "filters": {},

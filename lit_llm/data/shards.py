@@ -190,13 +190,35 @@ class Manifest:
     def vocab_size(self) -> int:
         return int(self.data["vocab_size"])
 
+    def resolve_inside(self, relative: str, what: str) -> Path:
+        """The path of a manifest entry, which must lie inside the data folder (no absolute path, no `..` escape)."""
+        path = Path(relative)
+        resolved = (self.folder / path).resolve()
+        if path.is_absolute() or not resolved.is_relative_to(self.folder.resolve()):
+            raise UserError(
+                f"{self.folder / MANIFEST_NAME}: {what} path {relative!r} lies outside the data folder; refused"
+            )
+        return resolved
+
     @property
     def tokenizer_path(self) -> Path | None:
-        path = (self.data.get("tokenizer") or {}).get("path")
-        if path is None:
+        """The tokenizer folder: inside the data folder, or an external one pinned by its sha256 in the manifest."""
+        info = self.data.get("tokenizer") or {}
+        if info.get("path") is None:
             return None
-        path = Path(path)
-        return path if path.is_absolute() else (self.folder / path).resolve()
+        path = Path(info["path"])
+        resolved = path if path.is_absolute() else (self.folder / path).resolve()
+        if resolved.is_relative_to(self.folder.resolve()) or not (resolved / "tokenizer.json").is_file():
+            return resolved  # inside, or missing (the loader says so)
+        actual = hashlib.sha256(
+            (resolved / "tokenizer.json").read_text(encoding="utf-8").encode()
+        ).hexdigest()
+        if info.get("sha256") != actual:
+            raise UserError(
+                f"{self.folder / MANIFEST_NAME}: tokenizer {info['path']!r} lies outside the data folder and its "
+                "sha256 does not match the manifest's; refused"
+            )
+        return resolved
 
     def shards(self, split: str | None = None, source: str | None = None) -> list[ShardEntry]:
         entries = [
@@ -237,7 +259,7 @@ class ShardSet:
         entries = manifest.shards(split, source)
         shards = []
         for entry in entries:
-            path = manifest.folder / entry.file
+            path = manifest.resolve_inside(entry.file, "shard")
             if not path.exists():
                 raise UserError(f"{path}: shard listed in the manifest is missing")
             shard = Shard(path)
