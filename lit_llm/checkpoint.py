@@ -14,6 +14,7 @@ import torch
 
 from lit_llm.errors import UserError
 from lit_llm.model import GPT, ModelConfig
+from lit_llm.safe_pickle import check_sharded_checkpoint
 
 
 @dataclass
@@ -56,6 +57,7 @@ def consolidate_sharded(path: str | Path, out: str | Path | None = None) -> dict
     path = Path(path)
     if not is_sharded(path):
         raise UserError(f"{path}: not a sharded checkpoint folder (no {SHARDED_METADATA})")
+    check_sharded_checkpoint(path)  # its .metadata is a pickle that the reader below would unpickle
     with tempfile.TemporaryDirectory() as tmp:
         dcp_to_torch_save(path, Path(tmp) / "full.pt")
         shards = torch.load(Path(tmp) / "full.pt", map_location="cpu", weights_only=True)

@@ -25,6 +25,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lit_llm.data.datamodule import LitDataModule
 from lit_llm.errors import UserError
 from lit_llm.module import LitLLM
+from lit_llm.safe_pickle import check_sharded_checkpoint
 
 
 @dataclass
@@ -47,6 +48,15 @@ class CheckpointConfig:
 
 class LitLLMCLI(LightningCLI):
     """LightningCLI with the kit's links and defaults."""
+
+    def _check_ckpt_path(self, subcommand: str) -> None:
+        """A sharded checkpoint's metadata is a pickle Lightning's reader would unpickle: check it first."""
+        config = self.config.get(subcommand, {})
+        folder = _sharded_candidate(
+            config.get("ckpt_path"), config.get("trainer", {}).get("default_root_dir")
+        )
+        if folder is not None:
+            check_sharded_checkpoint(folder)
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
@@ -73,7 +83,11 @@ class LitLLMCLI(LightningCLI):
         kwargs["callbacks"] = [*configured, *default_callbacks(config, checkpoint)]
         return super().instantiate_trainer(**kwargs)
 
+    def before_validate(self) -> None:
+        self._check_ckpt_path("validate")
+
     def before_fit(self) -> None:
+        self._check_ckpt_path("fit")
         ckpt_path = self.config.get("fit", {}).get("ckpt_path")
         if (
             ckpt_path
@@ -83,6 +97,14 @@ class LitLLMCLI(LightningCLI):
             raise UserError(f"{ckpt_path}: checkpoint not found")
         if ckpt_path:  # resuming into the run's own folder: ModelCheckpoint's "not empty" warning is expected
             warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+
+
+def _sharded_candidate(ckpt_path: str | None, root: str | None) -> Path | None:
+    """The folder `--ckpt_path` names when it is a sharded checkpoint ("last" in the kit's layout too)."""
+    if not ckpt_path or ckpt_path in ("hpc", "best", "registry"):
+        return None
+    path = Path(root or ".") / "checkpoints" / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
+    return path if path.is_dir() else None
 
 
 def trainer_defaults() -> dict:

@@ -26,6 +26,8 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_only
 
+from lit_llm.safe_pickle import check_sharded_checkpoint
+
 
 @dataclass
 class CleanCheckpoint:
@@ -83,6 +85,7 @@ def restore_in_place(trainer: Trainer, pl_module: LightningModule, path: str) ->
     itself; the `load_*_state_dict` calls that follow are then no-ops, as in Lightning's resume.
     """
     strategy = trainer.strategy
+    check_sharded_checkpoint(path)  # a sharded folder's metadata is a pickle
     checkpoint = strategy.load_checkpoint(path, weights_only=True)
     pl_module.on_load_checkpoint(checkpoint)
     strategy.load_model_state_dict(checkpoint, strict=pl_module.strict_loading)

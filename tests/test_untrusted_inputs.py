@@ -77,3 +77,92 @@ def test_resume_on_data_of_another_tokenizer_is_refused_unless_allowed(data, tmp
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "made with another tokenizer" in err[0] and str(other) in err[0]
     main([*resume, "--model.allow_tokenizer_change", "true"])
+
+
+class Payload:
+    """Unpickling this runs `touch <marker>`: the proof that a loader ran code from a file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def write_payload(path: Path, marker: Path) -> None:
+    import pickle
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps({"state": Payload(marker)}))
+
+
+def crafted_sharded_checkpoint(folder: Path, marker: Path) -> Path:
+    import torch
+
+    folder.mkdir(parents=True)
+    torch.save({"global_step": 1, "lit_llm": {}}, folder / "meta.pt")  # what is_sharded() looks for
+    write_payload(folder / ".metadata", marker)
+    return folder
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["generate", "--prompt", "hi"],
+        ["export", "--out", "EXPORT"],
+        ["checkpoint", "convert", "--out", "OUT.ckpt"],
+        ["evaluate", "--tasks", "perplexity", "--text_file", "README.md"],
+    ],
+    ids=lambda c: c[0],
+)
+def test_a_crafted_sharded_checkpoint_runs_no_code(tmp_path, command, capsys):
+    marker = tmp_path / "ran"
+    folder = crafted_sharded_checkpoint(tmp_path / "ckpt", marker)
+    args = [
+        a.replace("EXPORT", str(tmp_path / "hf")).replace("OUT.ckpt", str(tmp_path / "o.ckpt"))
+        for a in command
+    ]
+    with pytest.raises(SystemExit):
+        main([*args, "--ckpt_path", str(folder)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert not marker.exists()
+    assert (
+        len(err) == 1 and "refused to load" in err[0] and "posix.system" in err[0] and ".metadata" in err[0]
+    )
+
+
+def test_fit_with_a_crafted_sharded_checkpoint_runs_no_code(data, tmp_path, capsys):
+    marker = tmp_path / "ran"
+    folder = crafted_sharded_checkpoint(tmp_path / "ckpt", marker)
+    with pytest.raises(SystemExit):
+        main(["fit", *TINY, "--data.path", str(data), "--trainer.max_steps", "2", "--ckpt_path", str(folder)])
+    assert not marker.exists() and "refused to load" in capsys.readouterr().err
+
+
+def test_a_crafted_data_work_file_runs_no_code(tmp_path, capsys):
+    from lit_llm.data.merge import RECIPE, STATE, WORK
+
+    marker = tmp_path / "ran"
+    folder = tmp_path / "data"
+    (folder / WORK).mkdir(parents=True)
+    (folder / WORK / STATE).write_text(
+        json.dumps({"recipe_sha256": "x", "tokenizer": {"sha256": "y"}, "dtype": "uint16"})
+    )
+    write_payload(folder / WORK / RECIPE, marker)
+    with pytest.raises(SystemExit):
+        main(["data", "merge", "--output", str(folder)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert not marker.exists() and len(err) == 1 and "refused to load" in err[0] and RECIPE in err[0]
+
+
+def test_a_crafted_chunk_file_is_refused_not_skipped(tmp_path):
+    from lit_llm.data.task import load_chunk
+    from lit_llm.safe_pickle import RefusedFile
+
+    marker = tmp_path / "ran"
+    write_payload(tmp_path / "s000" / "c00000.pkl", marker)
+    with pytest.raises(RefusedFile, match="refused to load"):
+        load_chunk(tmp_path / "s000" / "c00000")
+    assert not marker.exists()

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import pickle
 import shutil
 import time
 from collections import Counter
@@ -41,6 +40,7 @@ from lit_llm.data.recipe import FORMAT_VERSION, Recipe, file_stem
 from lit_llm.data.shards import MANIFEST_NAME, Manifest, Shard, atomic_write_bytes, sha256_file, write_shard
 from lit_llm.data.task import ORDER_FIELDS, RECORD, load_chunk, remove_temp_files
 from lit_llm.errors import UserError
+from lit_llm.safe_pickle import DATA_WORK_FILES, load_restricted
 
 WORK = ".work"
 STATE = "state.json"
@@ -283,8 +283,7 @@ def merge_dataset(
     if not (work / STATE).exists():
         raise UserError(f"{output}: nothing to merge (no {WORK}/{STATE}; run `lit-llm data prepare` first)")
     state = json.loads((work / STATE).read_text())
-    with open(work / RECIPE, "rb") as f:
-        recipe: Recipe = pickle.load(f)
+    recipe: Recipe = load_restricted(work / RECIPE, DATA_WORK_FILES)
     clock, seconds = time.perf_counter(), {}
     tdirs = find_tasks(work, num_tasks)
     tasks = [json.loads((d / "task.json").read_text()) for d in tdirs]

@@ -49,6 +49,7 @@ from lit_llm.data.recipe import Recipe, Source
 from lit_llm.data.shards import Shard, atomic_write_bytes, token_dtype, write_shard
 from lit_llm.data.sources import ReadStats, iter_documents, source_files
 from lit_llm.errors import UserError
+from lit_llm.safe_pickle import DATA_WORK_FILES, RefusedFile, load_restricted
 
 RECORD = np.dtype(
     [("source", "<u2"), ("file", "<u4"), ("rec", "<u8"), ("block", "<u4"),
@@ -331,12 +332,13 @@ def chunk_base(tdir: Path, source: int, chunk: int) -> Path:
 def load_chunk(base: Path) -> dict | None:
     """A finished chunk's metadata, or None when its files are missing, partial or inconsistent."""
     try:
-        with open(base.with_suffix(".pkl"), "rb") as f:
-            meta = pickle.load(f)
+        meta = load_restricted(base.with_suffix(".pkl"), DATA_WORK_FILES)  # RefusedFile propagates
         n = len(meta["records"])
         bands = np.load(base.with_suffix(".bands.npy"), mmap_mode="r")
         if Shard(base.with_suffix(".bin")).num_documents != n or len(bands) != n:
             return None
+    except RefusedFile:
+        raise
     except (OSError, EOFError, ValueError, pickle.UnpicklingError, UserError, KeyError):
         return None
     return meta
