@@ -358,8 +358,15 @@ def train_tokenizer(
         raise UserError(f"held_out_fraction must be in [0, 0.5), got {held_out_fraction}")
     if max_chars is not None and max_chars <= 0:
         raise UserError(f"max_chars must be > 0, got {max_chars}")
-    if output.exists() and not overwrite and (not output.is_dir() or any(output.iterdir())):
-        raise UserError(f"{output}: output exists and is not empty (pass --overwrite true to replace it)")
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        foreign = _foreign_entries(output)
+        if foreign:
+            held = ", ".join(foreign[:3])
+            raise UserError(
+                f"{output}: exists and is not a tokenizer folder written by lit-llm (it holds {held}); choose another --output"
+            )
+        if not overwrite:
+            raise UserError(f"{output}: a tokenizer is already there (pass --overwrite true to replace it)")
     if not inputs:
         raise UserError("no input given")
     specs = [parse_input(item, text_field) for item in inputs]
@@ -464,6 +471,19 @@ def _format_report(report: dict, output: Path) -> str:
     for token, count in report["special_token_literals_in_corpus"].items():
         lines.append(f"  note: the corpus contains the literal {token} {count} times (encoded as plain text)")
     return "\n".join(lines)
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "report.json")
+
+
+def _foreign_entries(output: Path) -> list[str]:
+    """What in `output` the kit did not write (all of it when it is a file): never replaced by --overwrite."""
+    if not output.is_dir():
+        return [output.name]
+    names = sorted(p.name for p in output.iterdir())
+    if "report.json" not in names or "tokenizer.json" not in names:
+        return names  # not a folder the kit finished writing
+    return [n for n in names if n not in TOKENIZER_FILES]
 
 
 def _save(

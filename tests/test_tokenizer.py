@@ -235,9 +235,16 @@ def test_unreadable_file(tmp_path, monkeypatch):
 def test_existing_output_and_atomic_write(corpus, tmp_path, monkeypatch):
     out = tmp_path / "tok"
     out.mkdir()
-    (out / "keep.txt").write_text("mine")
-    with pytest.raises(UserError, match="output exists and is not empty"):
+    (out / "thesis.txt").write_text("mine")
+    for overwrite in (False, True):  # a folder the kit never wrote is never replaced
+        with pytest.raises(UserError, match="not a tokenizer folder written by lit-llm .*thesis.txt"):
+            train_tokenizer([str(corpus / "prose")], out, vocab_size=300, overwrite=overwrite, progress=False)
+    assert (out / "thesis.txt").read_text() == "mine"
+    out = tmp_path / "kit"
+    train_tokenizer([str(corpus / "prose")], out, vocab_size=300, progress=False)
+    with pytest.raises(UserError, match="a tokenizer is already there .*--overwrite true"):
         train_tokenizer([str(corpus / "prose")], out, vocab_size=300, progress=False)
+    before = sorted(p.name for p in out.iterdir())
     import lit_llm.tokenizer as module
 
     def broken_dumps(*args, **kwargs):
@@ -246,11 +253,11 @@ def test_existing_output_and_atomic_write(corpus, tmp_path, monkeypatch):
     monkeypatch.setattr(module.json, "dumps", broken_dumps)
     with pytest.raises(OSError):
         train_tokenizer([str(corpus / "prose")], out, vocab_size=300, overwrite=True, progress=False)
-    assert [p.name for p in out.iterdir()] == ["keep.txt"]  # old folder intact, no half-written one
-    assert [p.name for p in tmp_path.iterdir()] == ["tok"]
+    assert sorted(p.name for p in out.iterdir()) == before  # old folder intact, no half-written one
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kit", "tok"]
     monkeypatch.undo()
-    train_tokenizer([str(corpus / "prose")], out, vocab_size=300, overwrite=True, progress=False)
-    assert (out / "tokenizer.json").exists() and not (out / "keep.txt").exists()
+    train_tokenizer([str(corpus / "prose")], out, vocab_size=320, overwrite=True, progress=False)
+    assert (out / "tokenizer.json").exists()
 
 
 def test_load_errors(tmp_path, trained):
