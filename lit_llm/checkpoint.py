@@ -43,6 +43,29 @@ def is_sharded(path: Path) -> bool:
     return path.is_dir() and (path / SHARDED_METADATA).is_file()
 
 
+def check_checkpoint(path: str | Path) -> None:
+    """Refuse, in one line, what is not a readable lit-llm checkpoint, before a loader that would raise a
+    traceback (or, for a sharded folder's pickled metadata, run code) gets it. Reads no tensor data."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: checkpoint not found")
+    if path.is_dir():
+        if not is_sharded(path):
+            raise UserError(
+                f"{path}: a folder, not a checkpoint (a sharded checkpoint folder holds {SHARDED_METADATA})"
+            )
+        check_sharded_checkpoint(path)
+        return
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # torch raises many types for truncated, empty or foreign files
+        raise UserError(
+            f"{path}: not a readable checkpoint ({type(err).__name__}: {str(err)[:120]})"
+        ) from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "lit_llm" not in ckpt:
+        raise UserError(f"{path}: not a lit-llm training checkpoint (no state_dict and lit_llm entries)")
+
+
 def consolidate_sharded(path: str | Path, out: str | Path | None = None) -> dict:
     """Merge a sharded (distributed checkpoint) folder into one checkpoint dict; save it to `out` if given.
 

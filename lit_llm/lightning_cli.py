@@ -22,10 +22,10 @@ from pathlib import Path
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 
+from lit_llm.checkpoint import check_checkpoint
 from lit_llm.data.datamodule import LitDataModule
 from lit_llm.errors import UserError
 from lit_llm.module import LitLLM
-from lit_llm.safe_pickle import check_sharded_checkpoint
 
 
 @dataclass
@@ -50,13 +50,12 @@ class LitLLMCLI(LightningCLI):
     """LightningCLI with the kit's links and defaults."""
 
     def _check_ckpt_path(self, subcommand: str) -> None:
-        """A sharded checkpoint's metadata is a pickle Lightning's reader would unpickle: check it first."""
+        """`--ckpt_path` checked before Lightning reads it: one line for a missing or unreadable checkpoint,
+        and a sharded folder's pickled metadata through the allow-list."""
         config = self.config.get(subcommand, {})
-        folder = _sharded_candidate(
-            config.get("ckpt_path"), config.get("trainer", {}).get("default_root_dir")
-        )
-        if folder is not None:
-            check_sharded_checkpoint(folder)
+        path = _named_checkpoint(config.get("ckpt_path"), config.get("trainer", {}).get("default_root_dir"))
+        if path is not None:
+            check_checkpoint(path)
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
@@ -83,28 +82,26 @@ class LitLLMCLI(LightningCLI):
         kwargs["callbacks"] = [*configured, *default_callbacks(config, checkpoint)]
         return super().instantiate_trainer(**kwargs)
 
-    def before_validate(self) -> None:
-        self._check_ckpt_path("validate")
+    def parse_arguments(self, parser, args) -> None:
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if subcommand:  # before LightningCLI itself torch.loads --ckpt_path (for hyper-parameters)
+            self._check_ckpt_path(subcommand)
 
     def before_fit(self) -> None:
-        self._check_ckpt_path("fit")
-        ckpt_path = self.config.get("fit", {}).get("ckpt_path")
-        if (
-            ckpt_path
-            and ckpt_path not in ("last", "hpc", "best", "registry")
-            and not Path(ckpt_path).exists()
-        ):
-            raise UserError(f"{ckpt_path}: checkpoint not found")
-        if ckpt_path:  # resuming into the run's own folder: ModelCheckpoint's "not empty" warning is expected
+        if self.config.get("fit", {}).get("ckpt_path"):
+            # Resuming into the run's own folder: ModelCheckpoint's "not empty" warning is expected.
             warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
 
-def _sharded_candidate(ckpt_path: str | None, root: str | None) -> Path | None:
-    """The folder `--ckpt_path` names when it is a sharded checkpoint ("last" in the kit's layout too)."""
+def _named_checkpoint(ckpt_path: str | None, root: str | None) -> Path | None:
+    """The file or folder `--ckpt_path` names ("last": the kit's RUN/checkpoints/last.ckpt, when it exists)."""
     if not ckpt_path or ckpt_path in ("hpc", "best", "registry"):
         return None
-    path = Path(root or ".") / "checkpoints" / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
-    return path if path.is_dir() else None
+    if ckpt_path == "last":
+        last = Path(root or ".") / "checkpoints" / "last.ckpt"
+        return last if last.exists() else None  # none yet: Lightning says so and starts afresh
+    return Path(ckpt_path)
 
 
 def trainer_defaults() -> dict:

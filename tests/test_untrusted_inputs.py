@@ -166,3 +166,84 @@ def test_a_crafted_chunk_file_is_refused_not_skipped(tmp_path):
     with pytest.raises(RefusedFile, match="refused to load"):
         load_chunk(tmp_path / "s000" / "c00000")
     assert not marker.exists()
+
+
+def broken_checkpoints(tmp_path: Path, good: Path) -> dict[str, Path]:
+    import torch
+
+    cases = {name: tmp_path / f"{name}.ckpt" for name in ("truncated", "random", "empty", "foreign")}
+    cases["truncated"].write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    cases["random"].write_bytes(bytes(range(256)) * 64)
+    cases["empty"].write_bytes(b"")
+    torch.save({"weights": torch.zeros(2)}, cases["foreign"])
+    cases["folder"] = tmp_path / "folder.ckpt"
+    cases["folder"].mkdir()
+    cases["missing"] = tmp_path / "missing.ckpt"
+    return cases
+
+
+def test_broken_checkpoints_are_one_line_for_fit_and_validate(data, tmp_path, capsys):
+    run = tmp_path / "run"
+    main(
+        [
+            "fit",
+            *TINY,
+            "--data.path",
+            str(data),
+            "--trainer.max_steps",
+            "2",
+            "--trainer.default_root_dir",
+            str(run),
+        ]
+    )
+    capsys.readouterr()
+    for name, path in broken_checkpoints(tmp_path, run / "checkpoints" / "last.ckpt").items():
+        for command in ("fit", "validate"):
+            with pytest.raises(SystemExit) as exc:
+                main([command, *TINY, "--data.path", str(data), "--ckpt_path", str(path)])
+            err = capsys.readouterr().err.strip().splitlines()
+            assert exc.value.code == 1 and len(err) == 1 and str(path) in err[0], (name, command, err)
+
+
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        (lambda m: None, "not a JSON object"),
+        (lambda m: m["shards"][0].pop("sha256"), "shard entry 0 lacks or mistypes sha256"),
+        (lambda m: m.update(shards="train/text-00000.bin"), "shards must be a list"),
+        (lambda m: m.update(vocab_size="many"), "vocab_size must be a positive integer"),
+        (lambda m: m.update(vocab_size=0), "vocab_size must be a positive integer"),
+        (lambda m: m.update(vocab_size=100), "is outside the manifest's vocab_size 100"),
+    ],
+    ids=["null", "no-sha256", "shards-string", "vocab-text", "vocab-zero", "vocab-too-small"],
+)
+def test_malformed_manifests_are_one_line(data, tmp_path, change, problem):
+    folder = tampered_copy(data, tmp_path, change)
+    if problem == "not a JSON object":
+        (folder / "manifest.json").write_text("null")
+    with pytest.raises(UserError, match=problem) as err:
+        LitDataModule(str(folder)).setup("fit")
+    assert (
+        "\n" not in str(err.value) and "manifest.json" in str(err.value) or "text-00000.bin" in str(err.value)
+    )
+
+
+def test_prepare_output_naming_a_file_is_one_line(data, tmp_path, capsys):
+    target = tmp_path / "a_file"
+    target.write_text("mine")
+    corpus = data.parent / "corpus.jsonl"
+    with pytest.raises(SystemExit):
+        main(
+            [
+                "data",
+                "prepare",
+                "--input",
+                str(corpus),
+                "--tokenizer",
+                str(data.parent / "tokenizer"),
+                "--output",
+                str(target),
+            ]
+        )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(target) in err[0] and target.read_text() == "mine"

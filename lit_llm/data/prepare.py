@@ -149,6 +149,8 @@ def claim_folder(out: Path, recipe: Recipe, tok, overwrite: bool) -> dict | None
 
     Returns the manifest when the folder is already complete for them (nothing to do)."""
     sha = recipe.sha256()
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: --output names a file, not a folder; choose another --output")
     old = _existing(out)
     if out.exists() and any(out.iterdir()) and old is None and not (out / WORK).exists():
         raise UserError(f"{out}: folder is not empty and holds no lit-llm data (no {MANIFEST_NAME}); "

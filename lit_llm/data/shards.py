@@ -177,9 +177,7 @@ class Manifest:
             ) from None
         except (OSError, ValueError) as err:
             raise UserError(f"{path}: unreadable manifest ({err})") from None
-        for key in ("vocab_size", "dtype", "shards"):
-            if key not in data:
-                raise UserError(f"{path}: manifest lacks the key {key!r}")
+        _check_manifest(path, data)
         return cls(folder, data)
 
     def save(self) -> None:
@@ -238,6 +236,38 @@ class Manifest:
         return {name: weights.get(name, 1.0) for name in names}
 
 
+SHARD_KEYS = {
+    "file": str,
+    "split": str,
+    "source": str,
+    "num_tokens": int,
+    "num_documents": int,
+    "sha256": str,
+}
+
+
+def _check_manifest(path: Path, data) -> None:
+    """One line naming the manifest and its first problem, instead of a traceback later."""
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: the manifest is not a JSON object")
+    for key in ("vocab_size", "dtype", "shards"):
+        if key not in data:
+            raise UserError(f"{path}: manifest lacks the key {key!r}")
+    vocab = data["vocab_size"]
+    if isinstance(vocab, bool) or not isinstance(vocab, int) or vocab < 1:
+        raise UserError(f"{path}: vocab_size must be a positive integer (got {vocab!r})")
+    if not isinstance(data["shards"], list):
+        raise UserError(f"{path}: shards must be a list (got {type(data['shards']).__name__})")
+    for i, entry in enumerate(data["shards"]):
+        bad = [
+            k
+            for k, kind in SHARD_KEYS.items()
+            if not isinstance(entry, dict) or not isinstance(entry.get(k), kind)
+        ]
+        if bad:
+            raise UserError(f"{path}: shard entry {i} lacks or mistypes {', '.join(bad)}")
+
+
 class ShardSet:
     """Shards of one split (and optionally one source) read as one token stream and a list of documents."""
 
@@ -267,6 +297,10 @@ class ShardSet:
                 raise UserError(f"{path}: shard does not match its manifest entry (corrupt or replaced)")
             if verify_checksums and sha256_file(path) != entry.sha256:
                 raise UserError(f"{path}: checksum mismatch (corrupt shard)")
+            if verify_checksums and shard.num_tokens and int(shard.tokens.max()) >= manifest.vocab_size:
+                raise UserError(
+                    f"{path}: token id {int(shard.tokens.max())} is outside the manifest's vocab_size {manifest.vocab_size}"
+                )
             shards.append(shard)
         return cls(shards, num_bytes=sum(e.num_bytes for e in entries))
 
