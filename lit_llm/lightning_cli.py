@@ -23,6 +23,7 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 
 from lit_llm.checkpoint import check_checkpoint
+from lit_llm.checkpoint_io import AtomicCheckpointIO
 from lit_llm.data.datamodule import LitDataModule
 from lit_llm.errors import UserError
 from lit_llm.module import LitLLM
@@ -80,6 +81,8 @@ class LitLLMCLI(LightningCLI):
             or CheckpointConfig()
         )
         kwargs["callbacks"] = [*configured, *default_callbacks(config, checkpoint)]
+        if not config.get("plugins"):  # checkpoint files written atomically beside their target
+            kwargs["plugins"] = [AtomicCheckpointIO()]
         return super().instantiate_trainer(**kwargs)
 
     def parse_arguments(self, parser, args) -> None:
