@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from argparse import ArgumentError
 
 from lit_llm.errors import UserError
 
@@ -92,7 +93,15 @@ def _run_plain(target: str, args: list[str], prog: str) -> None:
     module_name, func_name = target.split(":")
     func = getattr(importlib.import_module(module_name), func_name)
     args = _gather_list_values(_positional_first(func, args), _list_params(func))
-    CLI(func, args=args, prog=prog, as_positional=False)
+    try:
+        CLI(func, args=args, prog=prog, as_positional=False, exit_on_error=False, allow_abbrev=False)
+    except ArgumentError as err:
+        import inspect
+
+        from lit_llm.lightning_cli import one_line_parse_error
+
+        options = {f"--{name}" for name in inspect.signature(func).parameters}
+        raise UserError(one_line_parse_error(err, options)) from None
 
 
 def main(argv: list[str] | None = None) -> None:

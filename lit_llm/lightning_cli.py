@@ -14,8 +14,12 @@ good in `RUN/checkpoints/kept/`), and `last.ckpt` holds the final step whatever 
 
 from __future__ import annotations
 
+import contextlib
+import difflib
+import re
 import sys
 import warnings
+from argparse import ArgumentError
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,8 +89,20 @@ class LitLLMCLI(LightningCLI):
             kwargs["plugins"] = [AtomicCheckpointIO()]
         return super().instantiate_trainer(**kwargs)
 
+    def init_parser(self, **kwargs):
+        parser = super().init_parser(**kwargs)
+        self.__dict__.setdefault("made_parsers", []).append(parser)  # the subcommands' too: for suggestions
+        return parser
+
     def parse_arguments(self, parser, args) -> None:
-        super().parse_arguments(parser, args)
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as err:
+            options = set()
+            for made in self.__dict__.get("made_parsers", []):
+                with contextlib.suppress(Exception):  # a parser with required options may refuse defaults
+                    options |= {f"--{key}" for key in made.get_defaults().keys()}  # noqa: SIM118 (dotted keys)
+            raise UserError(one_line_parse_error(err, options)) from None
         subcommand = self.config.get("subcommand")
         if subcommand:  # before LightningCLI itself torch.loads --ckpt_path (for hyper-parameters)
             self._check_ckpt_path(subcommand)
@@ -95,6 +111,39 @@ class LitLLMCLI(LightningCLI):
         if self.config.get("fit", {}).get("ckpt_path"):
             # Resuming into the run's own folder: ModelCheckpoint's "not empty" warning is expected.
             warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+
+
+def one_line_parse_error(err: Exception, options: set[str]) -> str:
+    """A parser error as one line, naming the unknown option and the closest known one."""
+    message = " ".join(str(err).split())
+    unknown = re.search(r"(--[\w.\-]+)", message) if "unrecognized" in message else None
+    nested = re.search(r'Parser key "([\w.]+)".*NestedArg\(key=.([\w.]+).', message)
+    if nested:  # an unknown field of a dataclass-typed option, e.g. --model.arch.n_layers
+        key, field = nested.groups()
+        message = f"--{key}.{field}: no such option"
+        options = options | _dataclass_options(str(err), key)
+        unknown = re.search(r"(--[\w.\-]+)", message)
+    if unknown:
+        close = difflib.get_close_matches(unknown.group(1), sorted(options), n=1, cutoff=0.6)
+        if close:
+            message += f" (did you mean {close[0]}?)"
+    return message
+
+
+def _dataclass_options(message: str, key: str) -> set[str]:
+    """The fields of the dataclasses a union-typed option accepts, named in jsonargparse's message."""
+    import dataclasses
+    import importlib
+
+    found = set()
+    subtypes = message.split("Given value")[0]  # the parser's own types, not the user's value
+    for path in re.findall(r"<class '(lit_llm\.[\w.]+)'>", subtypes):
+        module, _, name = path.rpartition(".")
+        with contextlib.suppress(Exception):
+            cls = getattr(importlib.import_module(module), name)
+            if dataclasses.is_dataclass(cls):
+                found |= {f"--{key}.{f.name}" for f in dataclasses.fields(cls)}
+    return found
 
 
 def _named_checkpoint(ckpt_path: str | None, root: str | None) -> Path | None:
@@ -171,7 +220,8 @@ def run_lightning_cli(args: list[str]) -> LitLLMCLI:
             trainer_defaults=trainer_defaults(),
             save_config_kwargs={"overwrite": True},
             auto_configure_optimizers=False,
-            parser_kwargs={"default_env": False},
+            # Errors raise (one line from the kit, exit 1) instead of printing usage; no abbreviated options.
+            parser_kwargs={"default_env": False, "exit_on_error": False, "allow_abbrev": False},
         )
     finally:
         sys.argv = argv

@@ -260,10 +260,22 @@ def test_bad_inputs_fail_before_training_with_one_line(data, tmp_path, capsys):
         assert len(err) >= 1 and message in err[-1]
 
 
-def test_config_typo_fails_at_parse_time(data, tmp_path, capsys):
-    with pytest.raises(SystemExit):
-        main(["fit", *TINY, "--data.path", str(data), "--model.arch.n_layers", "3"])
-    assert "n_layers" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    "typo, hint",
+    [
+        (["--model.arch.n_layers", "3"], "--model.arch.n_layer"),
+        (["--trainer.max_step", "3"], "--trainer.max_steps"),
+    ],
+)
+def test_config_typo_is_one_line_with_the_closest_option(data, typo, hint, capsys):
+    # No abbreviations either: --trainer.max_step is a typo, not max_steps.
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", *TINY, "--data.path", str(data), *typo])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 1 and len(err) == 1 and f"did you mean {hint}?" in err[0] and typo[0] in err[0]
+    with pytest.raises(SystemExit) as exc:
+        main(["data", "inspect", str(data), "--num_doc", "1"])
+    assert exc.value.code == 1 and "did you mean --num_docs?" in capsys.readouterr().err
 
 
 def test_lr_schedules():
