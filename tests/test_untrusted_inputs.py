@@ -247,3 +247,19 @@ def test_prepare_output_naming_a_file_is_one_line(data, tmp_path, capsys):
         )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(target) in err[0] and target.read_text() == "mine"
+
+
+def test_a_second_writer_of_a_data_folder_is_refused(data, tmp_path, capsys):
+    from lit_llm.data.prepare import folder_lock
+
+    out = tmp_path / "out"
+    corpus, tokenizer = data.parent / "corpus.jsonl", data.parent / "tokenizer"
+    command = ["data", "prepare", "--input", str(corpus), "--tokenizer", str(tokenizer), "--output", str(out)]
+    with folder_lock(out, "prepare"):  # as if another process were preparing it
+        with pytest.raises(SystemExit):
+            main(command)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "another `lit-llm data prepare`/`merge` is writing this folder" in err[0]
+        assert not (out / ".work").exists()
+    main(command)  # free again: it runs
+    assert (out / "manifest.json").exists() and not list(out.glob(".lock-*"))

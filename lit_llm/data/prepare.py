@@ -24,10 +24,13 @@ same ones resumes or finds the work done, a run with other ones refuses to mix i
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import pickle
 import shutil
+import socket
 import time
 from pathlib import Path
 
@@ -144,15 +147,40 @@ def _complete(out: Path, recipe_sha: str) -> dict | None:
     return data
 
 
+LOCK_PREFIX = ".lock-"
+
+
+@contextlib.contextmanager
+def folder_lock(out: Path, name: str):
+    """Hold OUT/.lock-<name> (flock) while writing: a second writer of the same part is refused at once."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{LOCK_PREFIX}{name}"
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            why = f"another `lit-llm data prepare`/`merge` is writing this folder ({holder})"
+            raise UserError(f"{out}: {why}; wait for it or choose another --output") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+
+
 def claim_folder(out: Path, recipe: Recipe, tok, overwrite: bool) -> dict | None:
     """Check the output folder against this recipe and tokenizer and record them in it.
 
     Returns the manifest when the folder is already complete for them (nothing to do)."""
     sha = recipe.sha256()
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: --output names a file, not a folder; choose another --output")
     old = _existing(out)
-    if out.exists() and any(out.iterdir()) and old is None and not (out / WORK).exists():
+    entries = [p for p in out.iterdir() if not p.name.startswith(LOCK_PREFIX)] if out.is_dir() else []
+    if entries and old is None and not (out / WORK).exists():
         raise UserError(f"{out}: folder is not empty and holds no lit-llm data (no {MANIFEST_NAME}); "
                         "choose another --output")  # fmt: skip
     if old is not None and not overwrite:
@@ -230,6 +258,28 @@ def prepare_dataset(
         raise UserError("--overwrite with --num_tasks > 1 would let tasks delete each other's work; "
                         "empty the folder first")  # fmt: skip
     out = Path(output)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: --output names a file, not a folder; choose another --output")
+    with folder_lock(out, "prepare" if num_tasks == 1 else f"task-{task_index}"):
+        return _prepare_locked(
+            out,
+            recipe,
+            tok,
+            overwrite,
+            num_tasks,
+            task_index,
+            num_workers,
+            strict,
+            keep_parts,
+            progress,
+            started,
+        )
+
+
+def _prepare_locked(
+    out, recipe, tok, overwrite, num_tasks, task_index, num_workers, strict, keep_parts, progress, started
+) -> dict:
+    """prepare_dataset's work, under the folder lock."""
     done = claim_folder(out, recipe, tok, overwrite)
     if done is not None:
         print(f"{out}: already prepared with this recipe and tokenizer; nothing to do")
@@ -310,7 +360,10 @@ def merge_command(
     """
     started = time.perf_counter()
     out = Path(output)
-    manifest = merge_dataset(out, num_tasks=num_tasks, keep_parts=keep_parts, progress=progress)
+    if not out.is_dir():
+        raise UserError(f"{out}: no such data folder")
+    with folder_lock(out, "prepare"):
+        manifest = merge_dataset(out, num_tasks=num_tasks, keep_parts=keep_parts, progress=progress)
     if progress:
         from lit_llm.data.inspect import summarize
 
