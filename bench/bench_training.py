@@ -76,7 +76,8 @@ def plain_loop(data: str, steps: int, out: str) -> None:
     import torch
     import torch.nn.functional as F
 
-    from lit_llm.data.datamodule import IGNORE_INDEX, LitDataModule, TrainWindows, ValWindows
+    from lit_llm.batch import IGNORE_INDEX
+    from lit_llm.data.datamodule import LitDataModule, TrainWindows, ValWindows
     from lit_llm.model import GPT, ModelConfig
     from lit_llm.module import LitLLM, ScheduleConfig, lr_factor
 

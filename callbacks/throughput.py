@@ -15,13 +15,15 @@ from __future__ import annotations
 from lightning.pytorch.callbacks import ThroughputMonitor
 from lightning.pytorch.trainer.states import RunningStage, TrainerFn
 
+from lit_llm.batch import INPUT_IDS
+
 
 def batch_rows(batch: dict) -> int:
-    return int(batch["input_ids"].shape[0])
+    return int(batch[INPUT_IDS].shape[0])
 
 
 def batch_tokens(batch: dict) -> int:
-    return int(batch["input_ids"].numel())
+    return int(batch[INPUT_IDS].numel())
 
 
 class TokenThroughput(ThroughputMonitor):

@@ -24,7 +24,7 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import SumMetric
 
-from lit_llm.data.datamodule import IGNORE_INDEX, bits_per_byte
+from lit_llm.batch import IGNORE_INDEX, INPUT_IDS, LABELS, TARGET_BYTES, bits_per_byte
 from lit_llm.errors import UserError
 from lit_llm.model import GPT, Block, ModelConfig
 
@@ -231,8 +231,8 @@ class LitLLM(LightningModule):
         return loss
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self.loss(self(batch["input_ids"]), batch["labels"])
-        self.tokens_seen += batch["input_ids"].numel() * self.trainer.world_size
+        loss = self.loss(self(batch[INPUT_IDS]), batch[LABELS])
+        self.tokens_seen += batch[INPUT_IDS].numel() * self.trainer.world_size
         self.log(
             "train/loss",
             loss,
@@ -253,7 +253,7 @@ class LitLLM(LightningModule):
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         if self._step_started is not None:
             elapsed = time.perf_counter() - self._step_started
-            tokens = batch["input_ids"].numel() * self.trainer.world_size
+            tokens = batch[INPUT_IDS].numel() * self.trainer.world_size
             self.log(
                 "train/tokens_per_sec",
                 tokens / max(elapsed, 1e-9),
@@ -274,15 +274,15 @@ class LitLLM(LightningModule):
     # ---- validation ------------------------------------------------------------------
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        labels = batch["labels"]
-        nll = self.loss(self(batch["input_ids"]), labels, reduction="none").view_as(labels)
+        labels = batch[LABELS]
+        nll = self.loss(self(batch[INPUT_IDS]), labels, reduction="none").view_as(labels)
         valid = labels != IGNORE_INDEX
         self.val_nll.update(nll[valid].sum())
         self.val_tokens.update(valid.sum())
-        if "target_bytes" in batch:
-            counted = valid & (batch["target_bytes"] > 0)  # special tokens have no bytes
+        if TARGET_BYTES in batch:
+            counted = valid & (batch[TARGET_BYTES] > 0)  # special tokens have no bytes
             self.val_byte_nll.update(nll[counted].sum())
-            self.val_bytes.update(batch["target_bytes"][counted].sum())
+            self.val_bytes.update(batch[TARGET_BYTES][counted].sum())
 
     def on_validation_epoch_end(self) -> None:
         tokens = self.val_tokens.compute()

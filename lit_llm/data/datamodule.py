@@ -12,21 +12,24 @@ a fixed sequential pass over the held-out shards.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
+from lit_llm.batch import (
+    IGNORE_INDEX,
+    INPUT_IDS,
+    LABELS,
+    SAMPLE_INDEX,
+    STREAM_GENERATION,
+    STREAM_POSITION,
+    TARGET_BYTES,
+)
 from lit_llm.data.sampling import choose_windows, merge_ranges, sample_index
 from lit_llm.data.shards import Manifest, ShardSet
 from lit_llm.errors import UserError
-
-IGNORE_INDEX = -100
-STREAM_POSITION = "stream_position"  # global stream position of a training batch's first row
-STREAM_GENERATION = "stream_generation"  # which restart of the stream made the batch
 
 
 class TrainWindows(IterableDataset):
@@ -66,9 +69,9 @@ class TrainWindows(IterableDataset):
         if self.pad_id is not None:
             labels[labels == self.pad_id] = IGNORE_INDEX  # <|pad|> is never a loss target
         return {
-            "input_ids": tokens[:, :-1],
-            "labels": labels,
-            "sample_index": torch.from_numpy(indices),
+            INPUT_IDS: tokens[:, :-1],
+            LABELS: labels,
+            SAMPLE_INDEX: torch.from_numpy(indices),
             STREAM_POSITION: start,
         }
 
@@ -144,9 +147,9 @@ class ValWindows(Dataset):
     def __getitem__(self, i: int) -> dict:
         window = torch.from_numpy(self.shards.window(i * self.seq_len, self.seq_len + 1).astype(np.int64))
         labels = window[1:].clone()
-        item = {"input_ids": window[:-1], "labels": labels}
+        item = {INPUT_IDS: window[:-1], LABELS: labels}
         if self.token_bytes is not None:
-            item["target_bytes"] = torch.from_numpy(self.token_bytes[labels.numpy()].astype(np.int64))
+            item[TARGET_BYTES] = torch.from_numpy(self.token_bytes[labels.numpy()].astype(np.int64))
         if self.pad_id is not None:
             labels[labels == self.pad_id] = IGNORE_INDEX
         return item
@@ -360,8 +363,3 @@ def token_byte_lengths(tokenizer_dir, vocab_size: int) -> np.ndarray | None:
     out = np.zeros(max(vocab_size, len(lengths)), dtype=np.int64)
     out[: len(lengths)] = lengths
     return out
-
-
-def bits_per_byte(nll_sum: float, num_bytes: int) -> float:
-    """Bits per UTF-8 byte from summed natural-log losses over targets decoding to num_bytes bytes."""
-    return nll_sum / (math.log(2) * num_bytes) if num_bytes else float("nan")

@@ -1,0 +1,40 @@
+"""The batch contract between the data module, the LightningModule and the callbacks.
+
+A training batch is a dict with INPUT_IDS (B, T) and LABELS (B, T) (int64; labels are the inputs
+shifted by one, IGNORE_INDEX where no loss is taken: <|pad|>) and SAMPLE_INDEX (B,) (the global
+sample index of each row). A validation batch has INPUT_IDS, LABELS and TARGET_BYTES (B, T): the
+UTF-8 bytes each target token decodes to (0 for special tokens), for bits per byte. The data
+module adds STREAM_POSITION and STREAM_GENERATION to training batches for its own bookkeeping and
+removes them before the model sees the batch. A leaf module: it imports nothing of the kit.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TypedDict
+
+import torch
+
+IGNORE_INDEX = -100  # label of positions without a loss (cross_entropy's ignore_index)
+INPUT_IDS, LABELS = "input_ids", "labels"
+SAMPLE_INDEX = "sample_index"
+TARGET_BYTES = "target_bytes"
+STREAM_POSITION = "stream_position"  # global stream position of a training batch's first row
+STREAM_GENERATION = "stream_generation"  # which restart of the stream made the batch
+
+
+class TrainBatch(TypedDict):
+    input_ids: torch.Tensor  # (B, T) int64
+    labels: torch.Tensor  # (B, T) int64, IGNORE_INDEX where no loss is taken
+    sample_index: torch.Tensor  # (B,) int64 global sample indices
+
+
+class ValBatch(TypedDict, total=False):
+    input_ids: torch.Tensor  # (B, T)
+    labels: torch.Tensor  # (B, T)
+    target_bytes: torch.Tensor  # (B, T) bytes per target token; absent without a tokenizer
+
+
+def bits_per_byte(nll_sum: float, num_bytes: int) -> float:
+    """Bits per UTF-8 byte from summed natural-log losses over targets decoding to num_bytes bytes."""
+    return nll_sum / (math.log(2) * num_bytes) if num_bytes else float("nan")
