@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from lightning.pytorch.callbacks import TQDMProgressBar
-from lightning.pytorch.callbacks.progress.tqdm_progress import _update_n
 
 
 class TrainingProgressBar(TQDMProgressBar):
@@ -29,6 +28,6 @@ class TrainingProgressBar(TQDMProgressBar):
         n = trainer.global_step
         if bar.total != trainer.max_steps:  # a LossSpikeRollback lengthened the run by its discarded steps
             bar.total = trainer.max_steps
-        if self._should_update(n, bar.total):
-            _update_n(bar, n)
-            bar.set_postfix(self.get_metrics(trainer, pl_module))
+        if self.is_enabled and not bar.disable and (n % self.refresh_rate == 0 or n == bar.total):
+            bar.n = n
+            bar.set_postfix(self.get_metrics(trainer, pl_module))  # refreshes the bar

@@ -77,7 +77,7 @@ class LitLLMCLI(LightningCLI):
             }
 
     def instantiate_trainer(self, **kwargs):
-        config = self._get(self.config_init, "trainer", default={})
+        config = self.config_init.get(str(self.subcommand), self.config_init).get("trainer") or {}
         configured = config.get("callbacks") or []
         configured = configured if isinstance(configured, list) else [configured]
         checkpoint = (
