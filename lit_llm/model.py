@@ -12,7 +12,7 @@ SwiGLU MLP, block, model, KV cache and generation. Parameter names and math foll
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -89,9 +89,6 @@ class ModelConfig:
     @property
     def padded_vocab_size(self) -> int:
         return self.pad_vocab_multiple * math.ceil(self.vocab_size / self.pad_vocab_multiple)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class RMSNorm(nn.Module):

@@ -122,7 +122,6 @@ class LitLLM(LightningModule):
         # mismatch is refused in on_load_checkpoint.
         self.model = GPT(arch)
         self.tokens_seen = 0
-        self.last_grad_norm: torch.Tensor | None = None
         self.val_nll, self.val_tokens, self.val_bytes, self.val_byte_nll = (
             SumMetric(),
             SumMetric(),
@@ -267,7 +266,6 @@ class LitLLM(LightningModule):
         norm = torch.nn.utils.get_total_norm(grads)
         if hasattr(norm, "full_tensor"):  # DTensor under FSDP2
             norm = norm.full_tensor()
-        self.last_grad_norm = norm
         self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
         self.log("train/lr", optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False)
 

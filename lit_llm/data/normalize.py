@@ -173,8 +173,3 @@ def split_words(text: str) -> list[str]:
 def content_words(text: str) -> list[str]:
     """Lowercased runs of letters, digits and underscores (punctuation dropped): MinHash's words."""
     return _CONTENT_WORD_RE.findall(text.lower())
-
-
-def is_symbol(token: str) -> bool:
-    """True when every character of `token` is punctuation (a Gopher "symbol word")."""
-    return SYMBOL_TOKEN_RE.fullmatch(token) is not None

@@ -26,7 +26,6 @@ import os
 import re
 import sysconfig
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from lit_llm.data.dedup import DedupConfig
 from lit_llm.data.filters import FilterConfig
@@ -205,10 +204,6 @@ def describe_change(old: dict, new: dict) -> str:
             f"sources ({', '.join(sorted(names))})" if names else "sources (settings)"
         )
     return ", ".join(keys) or "format version"
-
-
-def path_for_manifest(path: str | Path) -> str:
-    return str(Path(path).resolve())
 
 
 def absolute_paths(src: Source) -> Source:
