@@ -1,8 +1,10 @@
-"""TokenThroughput: Lightning's ThroughputMonitor set up for the kit's batches, with a peak-FLOPs override.
+"""TokenThroughput: tokens/s, samples/s, FLOP/s and MFU of training and validation, with a peak-FLOPs override.
 
-Logs `train|validate/{samples,items,batches}_per_sec`, `device/flops_per_sec` and, where the
-device's peak is known, `device/mfu` (LitLLM exposes `flops_per_batch`). Lightning's table
-has no CPUs and misses some GPUs: pass `peak_flops` (FLOP/s per device) to get MFU there.
+Logs `train|validate/{batches,samples,items}_per_sec`, `.../device/flops_per_sec` and, where the
+device's peak is known, `.../device/mfu` (LitLLM exposes `flops_per_batch`), through Lightning's
+public `Throughput` meter and `LightningModule.log`. Lightning's peak table has no CPUs and misses
+some GPUs: pass `peak_flops` (FLOP/s per device) to get MFU there. Validation time is not counted
+as training time.
 
     trainer:
       callbacks:
@@ -12,21 +14,48 @@ has no CPUs and misses some GPUs: pass `peak_flops` (FLOP/s per device) to get M
 
 from __future__ import annotations
 
-from lightning.pytorch.callbacks import ThroughputMonitor
-from lightning.pytorch.trainer.states import RunningStage, TrainerFn
+import time
+
+import torch
+from lightning.fabric.utilities.throughput import Throughput, get_available_flops
+from lightning.pytorch import Callback, LightningModule, Trainer
 
 from lit_llm.batch import INPUT_IDS
 
 
-def batch_rows(batch: dict) -> int:
-    return int(batch[INPUT_IDS].shape[0])
+def _compute_dtype(precision: str) -> torch.dtype:
+    """The dtype matmuls run in under a Lightning precision setting ("bf16-mixed", "32-true", ...)."""
+    precision = str(precision)
+    if precision.startswith("bf16"):
+        return torch.bfloat16
+    if precision.startswith("16"):
+        return torch.float16
+    return torch.float64 if precision.startswith("64") else torch.float32
 
 
-def batch_tokens(batch: dict) -> int:
-    return int(batch[INPUT_IDS].numel())
+class _Meter:
+    """Running totals of one stage, fed to a `Throughput` window."""
+
+    def __init__(self, flops: float | None, world_size: int, window_size: int) -> None:
+        self.throughput = Throughput(available_flops=flops, world_size=world_size, window_size=window_size)
+        self.start, self.paused, self.batches, self.samples, self.tokens = time.perf_counter(), 0.0, 0, 0, 0
+
+    def update(self, batch: dict, flops_per_batch: float | None) -> dict:
+        self.batches += 1
+        self.samples += int(batch[INPUT_IDS].shape[0])
+        self.tokens += int(batch[INPUT_IDS].numel())
+        elapsed = time.perf_counter() - self.start - self.paused
+        self.throughput.update(
+            time=elapsed,
+            batches=self.batches,
+            samples=self.samples,
+            lengths=self.tokens,
+            flops=flops_per_batch,
+        )
+        return self.throughput.compute()
 
 
-class TokenThroughput(ThroughputMonitor):
+class TokenThroughput(Callback):
     """Tokens/s, samples/s, FLOP/s and MFU of training and validation."""
 
     def __init__(self, peak_flops: float | None = None, window_size: int = 20) -> None:
@@ -37,20 +66,44 @@ class TokenThroughput(ThroughputMonitor):
         """
         if peak_flops is not None and peak_flops <= 0:
             raise ValueError(f"peak_flops must be > 0, got {peak_flops}")
-        super().__init__(batch_size_fn=batch_rows, length_fn=batch_tokens, window_size=window_size)
-        self.peak_flops = peak_flops
+        self.peak_flops, self.window_size = peak_flops, window_size
+        self._train: _Meter | None = None
+        self._val: _Meter | None = None
+        self._val_started = 0.0
 
-    def setup(self, trainer, pl_module, stage: str) -> None:
-        super().setup(trainer, pl_module, stage)
-        if self.peak_flops is None:
-            return
-        from lightning.fabric.utilities.throughput import Throughput
+    def _new_meter(self, trainer: Trainer) -> _Meter:
+        flops = self.peak_flops or get_available_flops(
+            trainer.strategy.root_device, _compute_dtype(trainer.precision)
+        )
+        return _Meter(flops, trainer.world_size, self.window_size)
 
-        self.available_flops = self.peak_flops
-        stages = [trainer.state.stage]
-        if stage == TrainerFn.FITTING and trainer.enable_validation:
-            stages.append(RunningStage.VALIDATING)
-        for running in stages:
-            self._throughputs[running] = Throughput(
-                available_flops=self.peak_flops, world_size=trainer.world_size, **self.kwargs
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._train = self._new_meter(trainer)
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx
+    ) -> None:
+        if self._train is not None and isinstance(batch, dict):
+            metrics = self._train.update(batch, getattr(pl_module, "flops_per_batch", None))
+            pl_module.log_dict(
+                {f"train/{k}": float(v) for k, v in metrics.items()}, on_step=True, on_epoch=False
             )
+
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._val, self._val_started = self._new_meter(trainer), time.perf_counter()
+
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
+        if self._val is not None and isinstance(batch, dict):
+            self._val_metrics = self._val.update(batch, getattr(pl_module, "flops_per_batch", None))
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        metrics = getattr(self, "_val_metrics", None)
+        if metrics and not trainer.sanity_checking:
+            pl_module.log_dict({f"validate/{k}": float(v) for k, v in metrics.items()})
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._train is not None:  # validation inside fit: not training time
+            self._train.paused += time.perf_counter() - self._val_started
+        self._val_metrics = None
