@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from lit_llm.data.shards import Manifest, token_dtype, write_shard
+from lit_llm.plot import read_metrics
 
 
 def make_shard_folder(
@@ -113,3 +114,45 @@ def make_text_folder(folder: Path, num_docs: int = 60, vocab_size: int = 320, se
         },
     ).save()
     return data
+
+
+# The tiny `lit-llm fit` arguments the tests share (2 x 32 Llama, context 32, batch 4).
+TINY = [
+    "--model.arch.n_layer",
+    "2",
+    "--model.arch.n_head",
+    "2",
+    "--model.arch.d_model",
+    "32",
+    "--model.arch.max_seq_len",
+    "64",
+    "--data.seq_len",
+    "32",
+    "--data.batch_size",
+    "4",
+    "--trainer.accelerator",
+    "cpu",
+    "--trainer.enable_model_summary",
+    "false",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.log_every_n_steps",
+    "1",
+    "--model.schedule.warmup_steps",
+    "3",
+    "--model.optimizer.lr",
+    "0.01",
+    "--seed_everything",
+    "7",
+]
+
+
+def train_losses(run: Path) -> dict[int, str]:
+    return {int(r["step"]): r["train/loss"] for r in read_metrics(run) if r.get("train/loss")}
+
+
+def fit_tiny(data: Path, run: Path, *args: str) -> None:
+    """`lit-llm fit` of the tiny config on `data` into `run`, in this process."""
+    from lit_llm.cli import main
+
+    main(["fit", *TINY, "--data.path", str(data), "--trainer.default_root_dir", str(run), *args])

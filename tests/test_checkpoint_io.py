@@ -12,8 +12,7 @@ import pytest
 import torch
 
 from lit_llm.checkpoint_io import AtomicCheckpointIO
-from tests.helpers import make_text_folder
-from tests.test_training import TINY
+from tests.helpers import TINY, make_text_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,8 +13,7 @@ from lit_llm.checkpoint import load_gpt
 from lit_llm.cli import main
 from lit_llm.errors import UserError
 from lit_llm.plot import plot_loss_curve
-from tests.helpers import make_text_folder
-from tests.test_training import TINY
+from tests.helpers import TINY, make_text_folder
 
 
 @pytest.fixture(scope="module")

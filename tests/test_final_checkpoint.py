@@ -18,13 +18,11 @@ import yaml
 from lightning.pytorch import Callback, Trainer
 from lit_llm.callbacks import FinalCheckpoint
 
-from lit_llm.cli import main
 from lit_llm.data.datamodule import LitDataModule
 from lit_llm.model import ModelConfig
 from lit_llm.module import LitLLM
 from lit_llm.plot import read_metrics
-from tests.helpers import make_text_folder
-from tests.test_training import TINY
+from tests.helpers import TINY, fit_tiny, make_text_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,17 +32,13 @@ def data(tmp_path_factory):
     return make_text_folder(tmp_path_factory.mktemp("text"))
 
 
-def fit(data: Path, run: Path, *args: str) -> None:
-    main(["fit", *TINY, "--data.path", str(data), "--trainer.default_root_dir", str(run), *args])
-
-
 def last_step(run: Path) -> int:
     return torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
 
 
 def test_final_weights_are_validated_and_saved_when_max_steps_is_off_the_interval(data, tmp_path):
     run = tmp_path / "run"
-    fit(data, run, "--trainer.max_steps", "60", "--trainer.val_check_interval", "200")
+    fit_tiny(data, run, "--trainer.max_steps", "60", "--trainer.val_check_interval", "200")
     rows = read_metrics(run)
     validated = [int(r["step"]) for r in rows if r.get("val/loss")]
     assert validated == [59] and rows[-1].get("val/bpb")  # logged at the last step (0-based 59)
@@ -61,7 +55,7 @@ def test_bounded_retention_keeps_the_newest_and_every_nth(data, tmp_path):
         "--checkpoint.keep_every",
         "10",
     ]
-    fit(data, run, "--trainer.max_steps", "32", *retention)
+    fit_tiny(data, run, "--trainer.max_steps", "32", *retention)
     names = sorted(p.name for p in (run / "checkpoints").glob("*.ckpt"))
     assert names == ["last.ckpt", "step-000025.ckpt", "step-000030.ckpt"]
     kept = sorted(p.name for p in (run / "checkpoints" / "kept").glob("*.ckpt"))
@@ -71,7 +65,7 @@ def test_bounded_retention_keeps_the_newest_and_every_nth(data, tmp_path):
 
 def test_max_time_without_validation_data_still_saves_the_final_step(data, tmp_path):
     run = tmp_path / "run"
-    fit(
+    fit_tiny(
         data,
         run,
         "--trainer.max_steps",

@@ -24,8 +24,8 @@ from lit_llm.errors import UserError
 from lit_llm.model import ModelConfig
 from lit_llm.module import LitLLM, OptimizerConfig, ScheduleConfig
 from lit_llm.plot import plot_loss_curve, read_rollbacks
+from tests.helpers import TINY as TRAINING_TINY
 from tests.helpers import make_text_folder
-from tests.test_training import TINY as TRAINING_TINY
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [*TRAINING_TINY, "--trainer.val_check_interval", "100", "--trainer.limit_val_batches", "2"]

@@ -13,46 +13,14 @@ from lit_llm.cli import main
 from lit_llm.errors import UserError
 from lit_llm.module import LitLLM, ScheduleConfig, lr_factor
 from lit_llm.plot import read_metrics
-from tests.helpers import make_text_folder
+from tests.helpers import TINY, make_text_folder, train_losses
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "--model.arch.n_layer",
-    "2",
-    "--model.arch.n_head",
-    "2",
-    "--model.arch.d_model",
-    "32",
-    "--model.arch.max_seq_len",
-    "64",
-    "--data.seq_len",
-    "32",
-    "--data.batch_size",
-    "4",
-    "--trainer.accelerator",
-    "cpu",
-    "--trainer.enable_model_summary",
-    "false",
-    "--trainer.enable_progress_bar",
-    "false",
-    "--trainer.log_every_n_steps",
-    "1",
-    "--model.schedule.warmup_steps",
-    "3",
-    "--model.optimizer.lr",
-    "0.01",
-    "--seed_everything",
-    "7",
-]
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     return make_text_folder(tmp_path_factory.mktemp("text"))
-
-
-def train_losses(run: Path) -> dict[int, str]:
-    return {int(r["step"]): r["train/loss"] for r in read_metrics(run) if r.get("train/loss")}
 
 
 def test_fit_logs_loss_and_validation_metrics(data, tmp_path):

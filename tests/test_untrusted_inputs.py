@@ -12,8 +12,7 @@ import pytest
 from lit_llm.cli import main
 from lit_llm.data.datamodule import LitDataModule
 from lit_llm.errors import UserError
-from tests.helpers import make_text_folder
-from tests.test_training import TINY
+from tests.helpers import TINY, fit_tiny, make_text_folder
 
 
 @pytest.fixture(scope="module")
@@ -184,18 +183,7 @@ def broken_checkpoints(tmp_path: Path, good: Path) -> dict[str, Path]:
 
 def test_broken_checkpoints_are_one_line_for_fit_and_validate(data, tmp_path, capsys):
     run = tmp_path / "run"
-    main(
-        [
-            "fit",
-            *TINY,
-            "--data.path",
-            str(data),
-            "--trainer.max_steps",
-            "2",
-            "--trainer.default_root_dir",
-            str(run),
-        ]
-    )
+    fit_tiny(data, run, "--trainer.max_steps", "2")
     capsys.readouterr()
     for name, path in broken_checkpoints(tmp_path, run / "checkpoints" / "last.ckpt").items():
         for command in ("fit", "validate"):

@@ -72,7 +72,7 @@ EVAL_TASKS = "mmlu_anatomy,gsm8k,perplexity"
 
 def tiny_fit_args() -> list[str]:
     """test_training's tiny model and data flags (n_kv_head explicit: the arch default derives it from n_head=4)."""
-    from tests.test_training import TINY
+    from tests.helpers import TINY
 
     return [*TINY, "--model.arch.n_kv_head", "2"]
 

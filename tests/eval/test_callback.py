@@ -9,7 +9,7 @@ from lit_llm.callbacks import BenchmarkEval
 from lit_llm.cli import main
 from lit_llm.errors import UserError
 from tests.eval.conftest import EVAL_TASKS, callback_config, tiny_fit_args
-from tests.test_training import read_metrics, train_losses
+from tests.helpers import read_metrics, train_losses
 
 
 def test_metrics_are_logged_every_n_steps(runs):

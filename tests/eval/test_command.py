@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lit_llm.cli import main
-from tests.test_training import read_metrics
+from tests.helpers import read_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA = ROOT.parent / "shared" / "data"
