@@ -10,7 +10,6 @@ import torch
 import yaml
 
 from lit_llm.cli import main
-from lit_llm.errors import UserError
 from lit_llm.module import LitLLM, ScheduleConfig, lr_factor
 from lit_llm.plot import read_metrics
 from tests.helpers import TINY, make_text_folder, train_losses
@@ -168,8 +167,10 @@ def test_validate_command_reports_metrics(data, tmp_path):
             str(run / "checkpoints" / "last.ckpt"),
         ]
     )
-    rows = read_metrics(tmp_path / "val")
-    assert any(r.get("val/loss") for r in rows)
+    # The fit validated its final weights (FinalCheckpoint) and saved them: validate must agree exactly.
+    in_fit = [float(r["val/loss"]) for r in read_metrics(run) if r.get("val/loss")]
+    validated = [float(r["val/loss"]) for r in read_metrics(tmp_path / "val") if r.get("val/loss")]
+    assert len(in_fit) == 1 and validated == [pytest.approx(in_fit[0], abs=1e-6)]
 
 
 def test_checkpoint_from_another_model_config_is_refused(data, tmp_path, capsys):
@@ -261,7 +262,3 @@ def test_weight_decay_groups_exclude_norms_and_embeddings():
     assert id(module.model.embed.weight) not in decay_ids
     assert all(p.dim() == 1 for p in no_decay["params"] if p is not module.model.embed.weight)
     assert id(module.model.blocks[0].attn.q_proj.weight) in decay_ids
-
-
-def test_user_error_is_value_error():
-    assert issubclass(UserError, ValueError)
