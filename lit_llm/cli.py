@@ -23,7 +23,7 @@ from lit_llm.errors import UserError
 PLAIN_COMMANDS: dict[tuple[str, ...], str] = {
     ("tokenizer", "train"): "lit_llm.tokenizer:train_command",
     ("data", "prepare"): "lit_llm.data.prepare:prepare_command",
-    ("data", "inspect"): "lit_llm.data.inspect:inspect_command",
+    ("data", "inspect"): "lit_llm.data.summary:inspect_command",
     ("data", "merge"): "lit_llm.data.prepare:merge_command",
     ("checkpoint", "convert"): "lit_llm.checkpoint:convert_command",
     ("generate",): "lit_llm.generate:generate_command",

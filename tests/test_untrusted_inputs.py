@@ -157,7 +157,7 @@ def test_a_crafted_data_work_file_runs_no_code(tmp_path, capsys):
 
 
 def test_a_crafted_chunk_file_is_refused_not_skipped(tmp_path):
-    from lit_llm.data.task import load_chunk
+    from lit_llm.data.chunks import load_chunk
     from lit_llm.safe_pickle import RefusedFile
 
     marker = tmp_path / "ran"

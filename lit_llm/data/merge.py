@@ -1,7 +1,7 @@
 """The merge step of `lit-llm data prepare`: cross-task dedup, train/val split, final shards, manifest.
 
 Runs at the end of a one-machine `prepare`, or as `lit-llm data merge --output DIR` after every
-task of a scale-out run. It reads the chunk files of all tasks (`lit_llm.data.task`), then:
+task of a scale-out run. It reads the chunk files of all tasks (`lit_llm.data.chunks`), then:
 
 1. puts every document in global order (source, file, record, block): the same order whatever
    the number of tasks;
@@ -34,11 +34,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from lit_llm.data.chunks import ORDER_FIELDS, RECORD, load_chunk, remove_temp_files
 from lit_llm.data.dedup import describe_minhash, exact_keep_mask, near_duplicate_mask
 from lit_llm.data.filters import FilterPipeline, merge_stats
 from lit_llm.data.recipe import FORMAT_VERSION, Recipe, file_stem
 from lit_llm.data.shards import MANIFEST_NAME, Manifest, Shard, atomic_write_bytes, sha256_file, write_shard
-from lit_llm.data.task import ORDER_FIELDS, RECORD, load_chunk, remove_temp_files
 from lit_llm.errors import UserError
 from lit_llm.safe_pickle import DATA_WORK_FILES, load_restricted
 

@@ -34,6 +34,7 @@ import socket
 import time
 from pathlib import Path
 
+from lit_llm.data.chunks import run_task
 from lit_llm.data.dedup import DedupConfig
 from lit_llm.data.filters import FilterConfig
 from lit_llm.data.merge import LOG, RECIPE, REJECTED, STATE, WORK, merge_dataset
@@ -49,7 +50,6 @@ from lit_llm.data.recipe import (
 )
 from lit_llm.data.shards import MANIFEST_NAME, Shard, atomic_write_bytes, token_dtype
 from lit_llm.data.sources import source_files
-from lit_llm.data.task import run_task
 from lit_llm.errors import UserError
 
 OUTPUT_ENTRIES = (MANIFEST_NAME, "train", "val", "tokenizer", REJECTED, LOG, WORK)
@@ -292,7 +292,7 @@ def _prepare_locked(
         return summary
     manifest = merge_dataset(out, num_tasks=1, keep_parts=keep_parts, progress=progress)
     if progress:
-        from lit_llm.data.inspect import summarize
+        from lit_llm.data.summary import summarize
 
         print(summarize(manifest, out))
         print(f"prepared {out} in {time.perf_counter() - started:.1f} s")
@@ -365,7 +365,7 @@ def merge_command(
     with folder_lock(out, "prepare"):
         manifest = merge_dataset(out, num_tasks=num_tasks, keep_parts=keep_parts, progress=progress)
     if progress:
-        from lit_llm.data.inspect import summarize
+        from lit_llm.data.summary import summarize
 
         print(summarize(manifest, out))
         print(f"merged {out} in {time.perf_counter() - started:.1f} s")

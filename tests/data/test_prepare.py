@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lit_llm.data.chunks import load_chunk
 from lit_llm.data.dedup import DedupConfig, MinHashConfig
 from lit_llm.data.filters import FilterConfig, FilterPipeline
 from lit_llm.data.prepare import (
@@ -27,7 +28,6 @@ from lit_llm.data.prepare import (
 )
 from lit_llm.data.recipe import SplitConfig
 from lit_llm.data.shards import Shard, ShardSet, sha256_file
-from lit_llm.data.task import load_chunk
 from lit_llm.errors import UserError
 from lit_llm.tokenizer import load_tokenizer, train_tokenizer
 
@@ -331,7 +331,7 @@ def test_an_empty_validation_split_is_refused_then_allowed(corpus, tmp_path):
     assert "removed 1 of 1" in message and "--split.allow_empty_val true" in message and "\n" not in message
     m = prepare(root, tok, tmp_path / "out", val_input=[str(verse)], split=SplitConfig(allow_empty_val=True))
     assert m["split"]["val"]["num_documents"] == 0 and m["split"]["train"]["num_documents"] > 0
-    from lit_llm.data.inspect import summarize
+    from lit_llm.data.summary import summarize
 
     assert "NOTE val: the prose filters removed 100% of its documents" in summarize(m)
     assert "NOTE prose" not in summarize(m)  # the sources the filters were made for are not called out

@@ -1,6 +1,6 @@
 """`lit-llm data inspect`: summary, decoded documents, checksum verification, clear errors.
 
-.venv/bin/python -m pytest tests/data/test_inspect.py -q
+.venv/bin/python -m pytest tests/data/test_summary.py -q
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from lit_llm.data.inspect import inspect_command, summarize
 from lit_llm.data.shards import ShardSet
+from lit_llm.data.summary import inspect_command, summarize
 from lit_llm.errors import UserError
 from lit_llm.tokenizer import load_tokenizer
 from tests.helpers import make_shard_folder, make_text_folder
