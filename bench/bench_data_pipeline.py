@@ -76,30 +76,69 @@ def child(args: argparse.Namespace) -> None:
     sampler = RssSampler()
     sampler.start()
     files = sorted(Path(args.corpus).glob("*.jsonl"))[: args.files]
-    source = {"paths": [str(f) for f in files], "name": "bench38", "kind": "jsonl",
-              "filters": "none" if args.mode == "nofilter" else "prose"}  # fmt: skip
+    source = {
+        "paths": [str(f) for f in files],
+        "name": "bench38",
+        "kind": "jsonl",
+        "filters": "none" if args.mode == "nofilter" else "prose",
+    }
     start = time.perf_counter()
-    m = prepare_dataset(sources=[source], tokenizer=args.tokenizer, output=args.out, num_workers=args.workers,
-                        overwrite=True, progress=False)  # fmt: skip
+    m = prepare_dataset(
+        sources=[source],
+        tokenizer=args.tokenizer,
+        output=args.out,
+        num_workers=args.workers,
+        overwrite=True,
+        progress=False,
+    )
     wall = time.perf_counter() - start
     sampler.running = False
     sampler.join()
     src = m["sources"][0]
-    print("RESULT " + json.dumps({
-        "mode": args.mode, "files": len(files), "wall_s": wall, "bytes_read": src["read"]["bytes"],
-        "documents_read": src["documents_read"], "documents_in": m["filters"]["documents_in"],
-        "documents_filtered": m["filters"]["documents_out"], "chars_filtered": m["filters"]["chars_out"],
-        "documents_kept": m["num_documents"], "tokens": m["num_tokens"], "bytes_kept": m["num_bytes"],
-        "exact_removed": m["dedup"]["exact_duplicates_removed"], "near_removed": m["dedup"]["near_duplicates_removed"],
-        "stages": m["stages"], "rss_parent_mb": sampler.parent, "rss_worker_mb": sampler.worker,
-        "rss_total_mb": sampler.total,
-    }))  # fmt: skip
+    print(
+        "RESULT "
+        + json.dumps(
+            {
+                "mode": args.mode,
+                "files": len(files),
+                "wall_s": wall,
+                "bytes_read": src["read"]["bytes"],
+                "documents_read": src["documents_read"],
+                "documents_in": m["filters"]["documents_in"],
+                "documents_filtered": m["filters"]["documents_out"],
+                "chars_filtered": m["filters"]["chars_out"],
+                "documents_kept": m["num_documents"],
+                "tokens": m["num_tokens"],
+                "bytes_kept": m["num_bytes"],
+                "exact_removed": m["dedup"]["exact_duplicates_removed"],
+                "near_removed": m["dedup"]["near_duplicates_removed"],
+                "stages": m["stages"],
+                "rss_parent_mb": sampler.parent,
+                "rss_worker_mb": sampler.worker,
+                "rss_total_mb": sampler.total,
+            }
+        )
+    )
 
 
 def run_child(mode: str, files: int, args: argparse.Namespace) -> dict:
-    cmd = [sys.executable, __file__, "--child", "--mode", mode, "--files", str(files), "--corpus", args.corpus,
-           "--tokenizer", args.tokenizer, "--out", str(Path(args.out) / f"{mode}-{files}"), "--workers",
-           str(args.workers)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--mode",
+        mode,
+        "--files",
+        str(files),
+        "--corpus",
+        args.corpus,
+        "--tokenizer",
+        args.tokenizer,
+        "--out",
+        str(Path(args.out) / f"{mode}-{files}"),
+        "--workers",
+        str(args.workers),
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode:
@@ -148,10 +187,23 @@ def raw_tokenizers(args: argparse.Namespace) -> dict:
     """Raw `tokenizers` with one thread (per-core speed) and with `workers` threads (wall speed)."""
     out = {}
     for threads in (1, args.workers):
-        env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "true" if threads > 1 else "false",
-               "RAYON_NUM_THREADS": str(threads)}  # fmt: skip
-        cmd = [sys.executable, __file__, "--child", "--mode", "raw", "--corpus", args.corpus, "--tokenizer",
-               args.tokenizer]  # fmt: skip
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "TOKENIZERS_PARALLELISM": "true" if threads > 1 else "false",
+            "RAYON_NUM_THREADS": str(threads),
+        }
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            "--mode",
+            "raw",
+            "--corpus",
+            args.corpus,
+            "--tokenizer",
+            args.tokenizer,
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
         out[f"{threads} thread"] = json.loads(
             next(li for li in proc.stdout.splitlines() if li.startswith("RESULT "))[7:]
@@ -170,23 +222,33 @@ def ensure_inputs(args: argparse.Namespace) -> None:
 
         args.tokenizer = str(Path(args.out) / "tok8k")
         start = time.perf_counter()
-        train_tokenizer([str(corpus)], args.tokenizer, vocab_size=8192, max_chars=10_000_000, overwrite=True,
-                        progress=False)  # fmt: skip
+        train_tokenizer(
+            [str(corpus)],
+            args.tokenizer,
+            vocab_size=8192,
+            max_chars=10_000_000,
+            overwrite=True,
+            progress=False,
+        )
         print(f"trained an 8k tokenizer in {time.perf_counter() - start:.1f} s -> {args.tokenizer}")
 
 
 def report(runs: dict, raw: dict, workers: int) -> None:
     mb = 1e6
     print(f"\nend to end ({workers} worker processes; wall clock on a shared 2-core machine)")
-    print("  run             MB in   docs in  kept   tokens   wall s   MB/s   Mtok/s   CPU s  MB/CPU-s  "
-          "peak RSS MB (parent/worker/sum)")  # fmt: skip
+    print(
+        "  run             MB in   docs in  kept   tokens   wall s   MB/s   Mtok/s   CPU s  MB/CPU-s  "
+        "peak RSS MB (parent/worker/sum)"
+    )
     for key, r in runs.items():
         st = r["stages"]
         cpu = st["tasks_parent_cpu"] + sum(st[k] for k in ("filter", "hash", "minhash", "tokenize"))
-        print(f"  {key:<14} {r['bytes_read'] / mb:6.1f}  {r['documents_read']:7d} {r['documents_kept']:6d} "
-              f"{r['tokens'] / 1e6:7.2f}M  {r['wall_s']:6.1f}  {r['bytes_read'] / mb / r['wall_s']:5.2f}  "
-              f"{r['tokens'] / 1e6 / r['wall_s']:6.3f}  {cpu:6.1f}  {r['bytes_read'] / mb / cpu:6.2f}    "
-              f"{r['rss_parent_mb']:.0f}/{r['rss_worker_mb']:.0f}/{r['rss_total_mb']:.0f}")  # fmt: skip
+        print(
+            f"  {key:<14} {r['bytes_read'] / mb:6.1f}  {r['documents_read']:7d} {r['documents_kept']:6d} "
+            f"{r['tokens'] / 1e6:7.2f}M  {r['wall_s']:6.1f}  {r['bytes_read'] / mb / r['wall_s']:5.2f}  "
+            f"{r['tokens'] / 1e6 / r['wall_s']:6.3f}  {cpu:6.1f}  {r['bytes_read'] / mb / cpu:6.2f}    "
+            f"{r['rss_parent_mb']:.0f}/{r['rss_worker_mb']:.0f}/{r['rss_total_mb']:.0f}"
+        )
     print(
         "  (CPU s: the task process plus the workers' filter/hash/minhash/tokenize; on 2 idle cores the wall\n"
         "   time would be about CPU s / 2)"
@@ -195,37 +257,49 @@ def report(runs: dict, raw: dict, workers: int) -> None:
     st, sn = full["stages"], nof["stages"]
     print("\nstages, full run over all of bench38 (CPU seconds summed over workers; MB/s per core)")
     print(f"  read {st['read']:.1f} s wall in the parent ({full['bytes_read'] / mb / st['read']:.0f} MB/s)")
-    print(f"  filters {st['filter']:.1f} s: {full['bytes_read'] / mb / st['filter']:.2f} MB/s per core, "
-          f"{full['bytes_read'] / mb / st['filter'] * workers:.2f} MB/s on {workers} cores "
-          f"(kept {full['documents_filtered']} of {full['documents_in']} documents)")  # fmt: skip
+    print(
+        f"  filters {st['filter']:.1f} s: {full['bytes_read'] / mb / st['filter']:.2f} MB/s per core, "
+        f"{full['bytes_read'] / mb / st['filter'] * workers:.2f} MB/s on {workers} cores "
+        f"(kept {full['documents_filtered']} of {full['documents_in']} documents)"
+    )
     for name in ("hash", "minhash", "tokenize", "write"):
         print(
             f"  {name} {st[name]:.2f} s (on the {full['documents_filtered']} documents that passed the filters)"
         )
     print(f"  merge: {', '.join(f'{k} {v:.2f} s' for k, v in st['merge'].items())}")
     docs = nof["documents_in"]
-    print(f"\nMinHash over every document (nofilter run): {docs} documents in {sn['minhash']:.2f} CPU s = "
-          f"{docs / sn['minhash']:.0f} docs/s per core, {docs / sn['minhash'] * workers:.0f} docs/s on {workers} cores, "
-          f"{nof['bytes_read'] / mb / sn['minhash']:.1f} MB/s per core")  # fmt: skip
+    print(
+        f"\nMinHash over every document (nofilter run): {docs} documents in {sn['minhash']:.2f} CPU s = "
+        f"{docs / sn['minhash']:.0f} docs/s per core, {docs / sn['minhash'] * workers:.0f} docs/s on {workers} cores, "
+        f"{nof['bytes_read'] / mb / sn['minhash']:.1f} MB/s per core"
+    )
     ours = nof["bytes_read"] / mb / sn["tokenize"]
-    print(f"tokenize stage (nofilter run): {nof['bytes_read'] / mb:.1f} MB in {sn['tokenize']:.2f} CPU s = "
-          f"{ours:.2f} MB/s per core, {nof['tokens'] / sn['tokenize'] / 1e6:.2f} Mtok/s per core")  # fmt: skip
+    print(
+        f"tokenize stage (nofilter run): {nof['bytes_read'] / mb:.1f} MB in {sn['tokenize']:.2f} CPU s = "
+        f"{ours:.2f} MB/s per core, {nof['tokens'] / sn['tokenize'] / 1e6:.2f} Mtok/s per core"
+    )
     for threads, r in raw.items():
         for name in ("encode_batch", "encode_batch_fast"):
             x = r[name]
-            print(f"raw tokenizers {name}, {threads}: {r['bytes'] / mb / x['wall_s']:.2f} MB/s wall, "
-                  f"{r['bytes'] / mb / x['cpu_s']:.2f} MB/s per CPU-second")  # fmt: skip
+            print(
+                f"raw tokenizers {name}, {threads}: {r['bytes'] / mb / x['wall_s']:.2f} MB/s wall, "
+                f"{r['bytes'] / mb / x['cpu_s']:.2f} MB/s per CPU-second"
+            )
     one = raw["1 thread"]["encode_batch_fast"]
     per_core = raw["1 thread"]["bytes"] / mb / one["cpu_s"]
-    print(f"tokenize stage / raw encode_batch_fast (one thread, CPU time): {ours / per_core:.2f}; "
-          f"tokens: stage {nof['tokens']} (with one eos per document) vs raw {one['tokens']} + {raw['1 thread']['documents']}")  # fmt: skip
+    print(
+        f"tokenize stage / raw encode_batch_fast (one thread, CPU time): {ours / per_core:.2f}; "
+        f"tokens: stage {nof['tokens']} (with one eos per document) vs raw {one['tokens']} + {raw['1 thread']['documents']}"
+    )
     print(
         f"parent process: {sn.get('tasks_parent_cpu', float('nan')):.1f} CPU s (reading, batching, writing chunks)"
     )
     half, fullr = runs["full, 4 files"], full
-    print(f"\nmemory vs corpus size: {half['bytes_read'] / mb:.1f} MB -> peak RSS parent {half['rss_parent_mb']:.0f} MB, "
-          f"worker {half['rss_worker_mb']:.0f} MB; {fullr['bytes_read'] / mb:.1f} MB -> parent "
-          f"{fullr['rss_parent_mb']:.0f} MB, worker {fullr['rss_worker_mb']:.0f} MB")  # fmt: skip
+    print(
+        f"\nmemory vs corpus size: {half['bytes_read'] / mb:.1f} MB -> peak RSS parent {half['rss_parent_mb']:.0f} MB, "
+        f"worker {half['rss_worker_mb']:.0f} MB; {fullr['bytes_read'] / mb:.1f} MB -> parent "
+        f"{fullr['rss_parent_mb']:.0f} MB, worker {fullr['rss_worker_mb']:.0f} MB"
+    )
 
 
 def main() -> None:

@@ -52,9 +52,17 @@ from lit_llm.errors import UserError
 from lit_llm.safe_pickle import DATA_WORK_FILES, RefusedFile, load_restricted
 
 RECORD = np.dtype(
-    [("source", "<u2"), ("file", "<u4"), ("rec", "<u8"), ("block", "<u4"),
-     ("exact", "<u8"), ("split", "<u8"), ("num_tokens", "<u8"), ("num_bytes", "<u8")]
-)  # fmt: skip
+    [
+        ("source", "<u2"),
+        ("file", "<u4"),
+        ("rec", "<u8"),
+        ("block", "<u4"),
+        ("exact", "<u8"),
+        ("split", "<u8"),
+        ("num_tokens", "<u8"),
+        ("num_bytes", "<u8"),
+    ]
+)
 ORDER_FIELDS = ("source", "file", "rec", "block")
 BATCH_CHARS = 1 << 19  # characters per worker batch: enough to amortise pickling, small enough to balance
 BATCH_DOCS = 512
@@ -132,10 +140,17 @@ class Worker:
         clock.append(time.process_time())
         seconds = dict(zip(("filter", "hash", "minhash", "tokenize"), np.diff(clock).tolist()))
         return {
-            "kept": np.array(kept, dtype=np.int64), "tokens": tokens, "lengths": lengths + 1, "exact": exact,
-            "split": split, "num_bytes": np.array([len(r) for r in raw], dtype=np.uint64), "bands": bands,
-            "filters": pipe.pop_state(), "seconds": seconds, "chars": sum(map(len, texts)),
-        }  # fmt: skip
+            "kept": np.array(kept, dtype=np.int64),
+            "tokens": tokens,
+            "lengths": lengths + 1,
+            "exact": exact,
+            "split": split,
+            "num_bytes": np.array([len(r) for r in raw], dtype=np.uint64),
+            "bands": bands,
+            "filters": pipe.pop_state(),
+            "seconds": seconds,
+            "chars": sum(map(len, texts)),
+        }
 
 
 _WORKER: Worker | None = None
@@ -318,10 +333,14 @@ class _Chunk:
         atomic_write_bytes(base.with_suffix(".bands.npy"), lambda f: np.save(f, keys))
         meta = {
             "records": np.concatenate(self.records) if self.records else np.zeros(0, dtype=RECORD),
-            "filter_set": self.pipe.filter_set, "filters": self.pipe.state, "documents_in": self.documents_in,
-            "chars_in": self.chars_in, "exact_removed": self.exact_removed, "shard": entry,
+            "filter_set": self.pipe.filter_set,
+            "filters": self.pipe.state,
+            "documents_in": self.documents_in,
+            "chars_in": self.chars_in,
+            "exact_removed": self.exact_removed,
+            "shard": entry,
             "seconds": {**self.seconds, "write": time.perf_counter() - start},
-        }  # fmt: skip
+        }
         atomic_write_bytes(base.with_suffix(".pkl"), lambda f: pickle.dump(meta, f, protocol=5))
 
 
@@ -403,8 +422,10 @@ class _Pipeline:
 
     def feed(self, kind: str, s: int, c: int, batch: list | None) -> None:
         if kind == "batch":
-            keys = np.array([(f, r, b) for f, r, b, _, _ in batch],
-                            dtype=[("file", "<u4"), ("rec", "<u8"), ("block", "<u4")])  # fmt: skip
+            keys = np.array(
+                [(f, r, b) for f, r, b, _, _ in batch],
+                dtype=[("file", "<u4"), ("rec", "<u8"), ("block", "<u4")],
+            )
             texts = [it[3] for it in batch]
             future = self.submit((self.recipe.sources[s].filter_set, texts, [it[4] for it in batch]))
             self.inflight.append((kind, s, c, (keys, sum(map(len, texts)), future)))
@@ -452,32 +473,58 @@ def run_task(
     tdir.mkdir(parents=True, exist_ok=True)
     remove_temp_files(tdir)
     (tdir / "task.json").unlink(missing_ok=True)
-    done = {(int(p.parent.name[1:]), int(p.stem[1:])) for p in tdir.glob("s*/c*.pkl")
-            if load_chunk(p.with_suffix("")) is not None}  # fmt: skip
+    done = {
+        (int(p.parent.name[1:]), int(p.stem[1:]))
+        for p in tdir.glob("s*/c*.pkl")
+        if load_chunk(p.with_suffix("")) is not None
+    }
     stats = [ReadStats() for _ in recipe.sources]
     counts = [_Counts() for _ in recipe.sources]
-    reader_args = [(stats[s], counts[s], strict, task_index, num_tasks, recipe.split.max_doc_chars)
-                   for s in range(len(recipe.sources))]  # fmt: skip
+    reader_args = [
+        (stats[s], counts[s], strict, task_index, num_tasks, recipe.split.max_doc_chars)
+        for s in range(len(recipe.sources))
+    ]
     desc = "prepare" if num_tasks == 1 else f"prepare task {task_index + 1}/{num_tasks}"
-    bar = tqdm(total=_estimate_task_chars(recipe, task_index, num_tasks), unit="char", unit_scale=True,
-               desc=desc, disable=not progress, smoothing=0.1)  # fmt: skip
+    bar = tqdm(
+        total=_estimate_task_chars(recipe, task_index, num_tasks),
+        unit="char",
+        unit_scale=True,
+        desc=desc,
+        disable=not progress,
+        smoothing=0.1,
+    )
     items = _Timed(_work_items(recipe, done, reader_args, bar))
     with bar, _executor(num_workers, WorkerSetup(tokenizer, recipe)) as submit:
-        pipe = _Pipeline(recipe, tdir, token_dtype(tokenizer.vocab_size), submit,
-                         max(1, num_workers) * INFLIGHT_PER_WORKER)  # fmt: skip
+        pipe = _Pipeline(
+            recipe, tdir, token_dtype(tokenizer.vocab_size), submit, max(1, num_workers) * INFLIGHT_PER_WORKER
+        )
         for item in items:
             pipe.feed(*item)
         pipe.finish()
     summary = {
-        "task_index": task_index, "num_tasks": num_tasks, "recipe_sha256": recipe.sha256(),
-        "tokenizer_sha256": tokenizer.sha256, "workers": num_workers,
-        "chunks_processed": pipe.processed, "chunks_skipped": len(done),
-        "sources": [{"name": src.name, "read": stats[s].as_dict(), **counts[s].__dict__,
-                     "chunks": len(list((tdir / f"s{s:03d}").glob("c*.pkl")))}
-                    for s, src in enumerate(recipe.sources)],
+        "task_index": task_index,
+        "num_tasks": num_tasks,
+        "recipe_sha256": recipe.sha256(),
+        "tokenizer_sha256": tokenizer.sha256,
+        "workers": num_workers,
+        "chunks_processed": pipe.processed,
+        "chunks_skipped": len(done),
+        "sources": [
+            {
+                "name": src.name,
+                "read": stats[s].as_dict(),
+                **counts[s].__dict__,
+                "chunks": len(list((tdir / f"s{s:03d}").glob("c*.pkl"))),
+            }
+            for s, src in enumerate(recipe.sources)
+        ],
         "log": [line for st in stats for line in st.log],
-        "seconds": {"read": items.seconds, "wait_for_workers": pipe.wait, "wall": time.perf_counter() - started,
-                    "parent_cpu": time.process_time() - cpu_started},
-    }  # fmt: skip
+        "seconds": {
+            "read": items.seconds,
+            "wait_for_workers": pipe.wait,
+            "wall": time.perf_counter() - started,
+            "parent_cpu": time.process_time() - cpu_started,
+        },
+    }
     atomic_write_bytes(tdir / "task.json", lambda f: f.write(json.dumps(summary, indent=1).encode()))
     return summary

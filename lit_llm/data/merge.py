@@ -67,8 +67,10 @@ def find_tasks(work: Path, num_tasks: int | None = None) -> list[Path]:
         found = ", ".join(
             f"{sum((d / 'task.json').exists() for d in dirs)} of {n} tasks done" for n, dirs in sets.items()
         )
-        raise UserError(f"{work.parent}: no complete set of prepare tasks to merge ({found or 'no task started'}); "
-                        "run the missing `lit-llm data prepare --task_index i` first")  # fmt: skip
+        raise UserError(
+            f"{work.parent}: no complete set of prepare tasks to merge ({found or 'no task started'}); "
+            "run the missing `lit-llm data prepare --task_index i` first"
+        )
     return max(complete.values(), key=lambda dirs: max((d / "task.json").stat().st_mtime for d in dirs))
 
 
@@ -178,13 +180,24 @@ def _write_shards(
             path = folder / file
             counts = {"num_tokens": int(recs["num_tokens"][part].sum()), "num_documents": len(part)}
             old = known.get(file)
-            if old and path.exists() and all(old.get(k) == v for k, v in counts.items()) \
-                    and sha256_file(path) == old["sha256"]:  # fmt: skip
+            if (
+                old
+                and path.exists()
+                and all(old.get(k) == v for k, v in counts.items())
+                and sha256_file(path) == old["sha256"]
+            ):
                 entry = {k: old[k] for k in ("num_tokens", "num_documents", "sha256")}
             else:
                 entry = write_shard(path, [chunks.document(i) for i in part], dtype)
-            entries.append({"file": file, "split": split, "source": source, **entry,
-                            "num_bytes": int(recs["num_bytes"][part].sum())})  # fmt: skip
+            entries.append(
+                {
+                    "file": file,
+                    "split": split,
+                    "source": source,
+                    **entry,
+                    "num_bytes": int(recs["num_bytes"][part].sum()),
+                }
+            )
             known[file] = entries[-1]
             if merged_path.parent.exists():
                 atomic_write_bytes(merged_path, lambda f: f.write(json.dumps(known).encode()))
@@ -225,28 +238,44 @@ def _filter_summary(pipes: list[FilterPipeline], by_set: dict, recipe: Recipe) -
 def _nothing_left(recipe: Recipe, reads: list[dict], pipes: list[FilterPipeline], output: Path) -> UserError:
     parts = []
     for src, read, pipe in zip(recipe.sources, reads, pipes):
-        skipped = ", ".join(f"{k}: {v}" for k, v in {**read.get("skipped_files", {}),
-                                                       **read.get("skipped_records", {})}.items())  # fmt: skip
-        parts.append(f"source {src.name!r} read {read.get('documents', 0)} documents"
-                     + (f" (skipped {skipped})" if skipped else "") + f"; {pipe.describe()}")  # fmt: skip
-    return UserError(f"{output}: no documents left after filtering: " + " | ".join(parts)
-                     + f" (samples in {output / REJECTED}, log in {output / LOG})")  # fmt: skip
+        skipped = ", ".join(
+            f"{k}: {v}"
+            for k, v in {**read.get("skipped_files", {}), **read.get("skipped_records", {})}.items()
+        )
+        parts.append(
+            f"source {src.name!r} read {read.get('documents', 0)} documents"
+            + (f" (skipped {skipped})" if skipped else "")
+            + f"; {pipe.describe()}"
+        )
+    return UserError(
+        f"{output}: no documents left after filtering: "
+        + " | ".join(parts)
+        + f" (samples in {output / REJECTED}, log in {output / LOG})"
+    )
 
 
 def _no_validation(recipe: Recipe, reads: list[dict], pipes: list[FilterPipeline], output: Path) -> UserError:
     """The validation split ended empty: say which sources should have fed it and what removed their documents."""
     if recipe.hash_split:
-        why = (f"the hash split (val_fraction {recipe.split.val_fraction}) sent no document to validation; "
-               "every source kept fewer than 2 documents")  # fmt: skip
+        why = (
+            f"the hash split (val_fraction {recipe.split.val_fraction}) sent no document to validation; "
+            "every source kept fewer than 2 documents"
+        )
         feeding = range(len(recipe.sources))
     else:
         why = "the validation sources have no document left"
         feeding = [i for i, src in enumerate(recipe.sources) if src.split == "val"]
-    parts = [f"source {recipe.sources[i].name!r} read {reads[i].get('documents', 0)} documents; "
-             f"{pipes[i].describe()}" for i in feeding]  # fmt: skip
-    return UserError(f"{output}: the validation split is empty: {why}: " + " | ".join(parts)
-                     + " (set `filters: none` on a source whose text is not web prose, or pass "
-                     "--split.allow_empty_val true to train without validation)")  # fmt: skip
+    parts = [
+        f"source {recipe.sources[i].name!r} read {reads[i].get('documents', 0)} documents; "
+        f"{pipes[i].describe()}"
+        for i in feeding
+    ]
+    return UserError(
+        f"{output}: the validation split is empty: {why}: "
+        + " | ".join(parts)
+        + " (set `filters: none` on a source whose text is not web prose, or pass "
+        "--split.allow_empty_val true to train without validation)"
+    )
 
 
 def _stage_seconds(chunks: _Chunks, tasks: list[dict], merge_seconds: dict) -> dict:
@@ -263,15 +292,21 @@ def _stage_seconds(chunks: _Chunks, tasks: list[dict], merge_seconds: dict) -> d
         "minhash/tokenize are CPU seconds summed over worker processes, write is chunk writing, "
         "tasks_wall the slowest task's wall time of its last run, tasks_parent_cpu the CPU time of "
         "the task processes themselves (reading, batching, writing; summed over tasks)",
-        "workers": tasks[0]["workers"], "num_tasks": len(tasks),
-        "chunks": {"processed": sum(t["chunks_processed"] for t in tasks),
-                   "skipped": sum(t["chunks_skipped"] for t in tasks)},
-    }  # fmt: skip
+        "workers": tasks[0]["workers"],
+        "num_tasks": len(tasks),
+        "chunks": {
+            "processed": sum(t["chunks_processed"] for t in tasks),
+            "skipped": sum(t["chunks_skipped"] for t in tasks),
+        },
+    }
 
 
 def _counts(recs: np.ndarray, mask: np.ndarray) -> dict:
-    return {"num_documents": int(mask.sum()), "num_tokens": int(recs["num_tokens"][mask].sum()),
-            "num_bytes": int(recs["num_bytes"][mask].sum())}  # fmt: skip
+    return {
+        "num_documents": int(mask.sum()),
+        "num_tokens": int(recs["num_tokens"][mask].sum()),
+        "num_bytes": int(recs["num_bytes"][mask].sum()),
+    }
 
 
 def merge_dataset(
@@ -372,18 +407,26 @@ def _dedup(recipe: Recipe, chunks: _Chunks, work: Path, seconds: dict) -> tuple[
     for base, meta in zip(chunks.bases, chunks.metas):
         within[int(base.parent.name[1:])] += meta["exact_removed"]
     exact_dropped = ~exact_keep
-    by_source = {src.name: {"exact": within[s] + int((exact_dropped & (recs["source"] == s)).sum()),
-                            "near": int((near_removed & (recs["source"] == s)).sum())}
-                 for s, src in enumerate(recipe.sources)}  # fmt: skip
+    by_source = {
+        src.name: {
+            "exact": within[s] + int((exact_dropped & (recs["source"] == s)).sum()),
+            "near": int((near_removed & (recs["source"] == s)).sum()),
+        }
+        for s, src in enumerate(recipe.sources)
+    }
     section = {
         "exact_duplicates_removed": sum(within.values()) + exact_across,
         "near_duplicates_removed": int(near_removed.sum()),
-        "exact": {"enabled": recipe.dedup.exact, "removed_within_chunks": sum(within.values()),
-                  "removed_across_chunks": exact_across,
-                  "hash": "xxh3-64 of NFC text with whitespace runs collapsed (case kept)",
-                  "keep_rule": "first document in global order (source, file, record, block)"},
-        "near": near, "by_source": by_source,
-    }  # fmt: skip
+        "exact": {
+            "enabled": recipe.dedup.exact,
+            "removed_within_chunks": sum(within.values()),
+            "removed_across_chunks": exact_across,
+            "hash": "xxh3-64 of NFC text with whitespace runs collapsed (case kept)",
+            "keep_rule": "first document in global order (source, file, record, block)",
+        },
+        "near": near,
+        "by_source": by_source,
+    }
     return keep, section
 
 
@@ -405,38 +448,62 @@ def _manifest(
         mine = recs["source"] == s
         fstats = by_source[s].stats()
         cut = {k: sum(t["sources"][s][k] for t in tasks) for k in ("documents_cut", "blocks", "sampled_out")}
-        sources.append({
-            "name": src.name, "weight": src.weight, "kind": src.kind, "paths": src.paths,
-            "filters": src.filter_set, "split": src.split, "documents_read": reads[s].get("documents", 0), **cut,
-            "documents_after_filters": fstats["documents_out"],
-            "exact_duplicates_removed": dedup["by_source"][src.name]["exact"],
-            "near_duplicates_removed": dedup["by_source"][src.name]["near"],
-            **_counts(recs, keep & mine), "train": _counts(recs, train & mine), "val": _counts(recs, val & mine),
-            "read": reads[s],
-        })  # fmt: skip
+        sources.append(
+            {
+                "name": src.name,
+                "weight": src.weight,
+                "kind": src.kind,
+                "paths": src.paths,
+                "filters": src.filter_set,
+                "split": src.split,
+                "documents_read": reads[s].get("documents", 0),
+                **cut,
+                "documents_after_filters": fstats["documents_out"],
+                "exact_duplicates_removed": dedup["by_source"][src.name]["exact"],
+                "near_duplicates_removed": dedup["by_source"][src.name]["near"],
+                **_counts(recs, keep & mine),
+                "train": _counts(recs, train & mine),
+                "val": _counts(recs, val & mine),
+                "read": reads[s],
+            }
+        )
     if recipe.natural_weights:
         total = sum(x["train"]["num_tokens"] for x in sources) or 1
         for x in sources:
             x["weight"] = round(x["train"]["num_tokens"] / total, 6) if x["train"]["num_tokens"] else 1e-6
     split = recipe.split
     return {
-        "format_version": FORMAT_VERSION, "created_by": "lit-llm data prepare",
-        **_counts(recs, keep), "vocab_size": state["tokenizer"]["vocab_size"], "dtype": state["dtype"],
-        "tokenizer": state["tokenizer"], "sources": sources, "skipped_sources": recipe.skipped_sources,
-        "shards": shards, "filters": _filter_summary(by_source, by_set, recipe), "dedup": dedup,
+        "format_version": FORMAT_VERSION,
+        "created_by": "lit-llm data prepare",
+        **_counts(recs, keep),
+        "vocab_size": state["tokenizer"]["vocab_size"],
+        "dtype": state["dtype"],
+        "tokenizer": state["tokenizer"],
+        "sources": sources,
+        "skipped_sources": recipe.skipped_sources,
+        "shards": shards,
+        "filters": _filter_summary(by_source, by_set, recipe),
+        "dedup": dedup,
         "split": {
             "method": "hash" if recipe.hash_split else "sources",
-            "val_fraction": split.val_fraction if recipe.hash_split else None, "seed": split.seed,
+            "val_fraction": split.val_fraction if recipe.hash_split else None,
+            "seed": split.seed,
             "rule": "val when xxh3_64(UTF-8 text after filters, seed) / 2^64 < val_fraction; a source of "
-                    "2+ documents with none in val gives it the one with the smallest hash" if recipe.hash_split else
-                    "documents of sources with split: val are validation, all others train",
+            "2+ documents with none in val gives it the one with the smallest hash"
+            if recipe.hash_split
+            else "documents of sources with split: val are validation, all others train",
             "val_sources": [s.name for s in recipe.sources if s.split == "val"],
-            "forced_val_documents": forced, "max_doc_chars": split.max_doc_chars,
+            "forced_val_documents": forced,
+            "max_doc_chars": split.max_doc_chars,
             "blocks": "documents longer than max_doc_chars characters are cut before filtering into blocks of at "
-                      "most that size, at the last blank line (else line end) of each window; block k of "
-                      "document ID has the id ID#k and is split on its own",
-            "documents_cut": sum(x["documents_cut"] for x in sources), "blocks_made": sum(x["blocks"] for x in sources),
-            "train": _counts(recs, train), "val": _counts(recs, val),
+            "most that size, at the last blank line (else line end) of each window; block k of "
+            "document ID has the id ID#k and is split on its own",
+            "documents_cut": sum(x["documents_cut"] for x in sources),
+            "blocks_made": sum(x["blocks"] for x in sources),
+            "train": _counts(recs, train),
+            "val": _counts(recs, val),
         },
-        "recipe_sha256": state["recipe_sha256"], "config": state["recipe"], "log": LOG,
-    }  # fmt: skip
+        "recipe_sha256": state["recipe_sha256"],
+        "config": state["recipe"],
+        "log": LOG,
+    }

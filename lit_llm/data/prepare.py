@@ -69,8 +69,11 @@ def task_from_env(num_tasks: int | None, task_index: int | None) -> tuple[int, i
     if num_tasks is None:
         num_tasks = int(env.get("SLURM_ARRAY_TASK_COUNT", 1))
     if task_index is None:
-        task_index = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", 0)) \
-            if "SLURM_ARRAY_TASK_ID" in env and num_tasks > 1 else 0  # fmt: skip
+        task_index = (
+            int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", 0))
+            if "SLURM_ARRAY_TASK_ID" in env and num_tasks > 1
+            else 0
+        )
     if num_tasks < 1 or not 0 <= task_index < num_tasks:
         raise UserError(
             f"task_index must be in [0, num_tasks) and num_tasks >= 1, got {task_index} of {num_tasks}"
@@ -110,14 +113,27 @@ def build_recipe(
     for src in resolved:
         if src.kind != "hf":
             source_files(src)  # a missing path or an empty directory is a UserError now, not mid-run
-    return Recipe(sources=resolved, filters=filters or FilterConfig(), dedup=dedup or DedupConfig(),
-                  split=split or SplitConfig(), shard_tokens=shard_tokens, chunk_chars=chunk_chars,
-                  natural_weights=bool(input), skipped_sources=skipped)  # fmt: skip
+    return Recipe(
+        sources=resolved,
+        filters=filters or FilterConfig(),
+        dedup=dedup or DedupConfig(),
+        split=split or SplitConfig(),
+        shard_tokens=shard_tokens,
+        chunk_chars=chunk_chars,
+        natural_weights=bool(input),
+        skipped_sources=skipped,
+    )
 
 
 def _tokenizer_info(tok) -> dict:
-    return {"path": "tokenizer", "source_path": str(Path(tok.path).resolve()), "sha256": tok.sha256,
-            "eos_id": tok.eos_id, "pad_id": tok.pad_id, "vocab_size": tok.vocab_size}  # fmt: skip
+    return {
+        "path": "tokenizer",
+        "source_path": str(Path(tok.path).resolve()),
+        "sha256": tok.sha256,
+        "eos_id": tok.eos_id,
+        "pad_id": tok.pad_id,
+        "vocab_size": tok.vocab_size,
+    }
 
 
 def _existing(out: Path) -> dict | None:
@@ -125,8 +141,11 @@ def _existing(out: Path) -> dict | None:
     for path in (out / MANIFEST_NAME, out / WORK / STATE):
         try:
             data = json.loads(path.read_text())
-            return {"recipe_sha256": data["recipe_sha256"], "recipe": data.get("config") or data.get("recipe"),
-                    "tokenizer": data["tokenizer"]}  # fmt: skip
+            return {
+                "recipe_sha256": data["recipe_sha256"],
+                "recipe": data.get("config") or data.get("recipe"),
+                "tokenizer": data["tokenizer"],
+            }
         except (OSError, ValueError, KeyError):
             continue
     return None
@@ -181,8 +200,10 @@ def claim_folder(out: Path, recipe: Recipe, tok, overwrite: bool) -> dict | None
     old = _existing(out)
     entries = [p for p in out.iterdir() if not p.name.startswith(LOCK_PREFIX)] if out.is_dir() else []
     if entries and old is None and not (out / WORK).exists():
-        raise UserError(f"{out}: folder is not empty and holds no lit-llm data (no {MANIFEST_NAME}); "
-                        "choose another --output")  # fmt: skip
+        raise UserError(
+            f"{out}: folder is not empty and holds no lit-llm data (no {MANIFEST_NAME}); "
+            "choose another --output"
+        )
     if old is not None and not overwrite:
         if old["tokenizer"].get("sha256") != tok.sha256:
             raise UserError(
@@ -191,9 +212,11 @@ def claim_folder(out: Path, recipe: Recipe, tok, overwrite: bool) -> dict | None
                 "use a new --output or pass --overwrite true"
             )
         if old["recipe_sha256"] != sha:
-            raise UserError(f"{out}: prepared with a different recipe (changed: "
-                            f"{describe_change(old['recipe'] or {}, recipe.to_dict())}); "
-                            "use a new --output or pass --overwrite true")  # fmt: skip
+            raise UserError(
+                f"{out}: prepared with a different recipe (changed: "
+                f"{describe_change(old['recipe'] or {}, recipe.to_dict())}); "
+                "use a new --output or pass --overwrite true"
+            )
         done = _complete(out, sha)
         if done is not None:
             return done
@@ -208,8 +231,12 @@ def claim_folder(out: Path, recipe: Recipe, tok, overwrite: bool) -> dict | None
 def _write_state(out: Path, recipe: Recipe, tok, sha: str) -> None:
     work = out / WORK
     work.mkdir(parents=True, exist_ok=True)
-    state = {"recipe_sha256": sha, "recipe": recipe.to_dict(), "tokenizer": _tokenizer_info(tok),
-             "dtype": token_dtype(tok.vocab_size).name}  # fmt: skip
+    state = {
+        "recipe_sha256": sha,
+        "recipe": recipe.to_dict(),
+        "tokenizer": _tokenizer_info(tok),
+        "dtype": token_dtype(tok.vocab_size).name,
+    }
     atomic_write_bytes(work / STATE, lambda f: f.write(json.dumps(state, indent=1).encode()))
     atomic_write_bytes(work / RECIPE, lambda f: pickle.dump(recipe, f))
     copy = out / "tokenizer"
@@ -255,8 +282,10 @@ def prepare_dataset(
     )
     num_tasks, task_index = task_from_env(num_tasks, task_index)
     if overwrite and num_tasks > 1:
-        raise UserError("--overwrite with --num_tasks > 1 would let tasks delete each other's work; "
-                        "empty the folder first")  # fmt: skip
+        raise UserError(
+            "--overwrite with --num_tasks > 1 would let tasks delete each other's work; "
+            "empty the folder first"
+        )
     out = Path(output)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: --output names a file, not a folder; choose another --output")
@@ -287,8 +316,10 @@ def _prepare_locked(
     workers = default_workers() if num_workers is None else num_workers
     summary = run_task(recipe, tok, out / WORK, task_index, num_tasks, workers, strict, progress)
     if num_tasks > 1:
-        print(f"task {task_index + 1}/{num_tasks} done in {time.perf_counter() - started:.0f} s; when every task "
-              f"is done: lit-llm data merge --output {out}")  # fmt: skip
+        print(
+            f"task {task_index + 1}/{num_tasks} done in {time.perf_counter() - started:.0f} s; when every task "
+            f"is done: lit-llm data merge --output {out}"
+        )
         return summary
     manifest = merge_dataset(out, num_tasks=1, keep_parts=keep_parts, progress=progress)
     if progress:

@@ -39,16 +39,41 @@ def _table(rows: list[list], header: list[str]) -> list[str]:
 
 
 def _sources(m: dict) -> list[str]:
-    rows = [[s["name"], f"{s.get('weight', 1.0):g}", s.get("kind", "?"), s.get("filters", "?"),
-             _n(s.get("documents_read", 0)), _n(s.get("documents_after_filters", 0)),
-             _n(s.get("exact_duplicates_removed", 0)), _n(s.get("near_duplicates_removed", 0)),
-             _n(s.get("num_documents", 0)), _n(s.get("train", {}).get("num_tokens", 0)),
-             _n(s.get("val", {}).get("num_tokens", 0))] for s in m.get("sources", [])]  # fmt: skip
-    header = ["source", "weight", "kind", "filters", "read", "filtered", "exact dup", "near dup", "kept",
-              "train tok", "val tok"]  # fmt: skip
+    rows = [
+        [
+            s["name"],
+            f"{s.get('weight', 1.0):g}",
+            s.get("kind", "?"),
+            s.get("filters", "?"),
+            _n(s.get("documents_read", 0)),
+            _n(s.get("documents_after_filters", 0)),
+            _n(s.get("exact_duplicates_removed", 0)),
+            _n(s.get("near_duplicates_removed", 0)),
+            _n(s.get("num_documents", 0)),
+            _n(s.get("train", {}).get("num_tokens", 0)),
+            _n(s.get("val", {}).get("num_tokens", 0)),
+        ]
+        for s in m.get("sources", [])
+    ]
+    header = [
+        "source",
+        "weight",
+        "kind",
+        "filters",
+        "read",
+        "filtered",
+        "exact dup",
+        "near dup",
+        "kept",
+        "train tok",
+        "val tok",
+    ]
     lines = ["sources (documents; blocks count as documents after the read)", *_table(rows, header)]
-    lines += [f"  {s['name']}: max_chars left {_n(s['sampled_out'])} documents unused (a hash sample)"
-              for s in m.get("sources", []) if s.get("sampled_out")]  # fmt: skip
+    lines += [
+        f"  {s['name']}: max_chars left {_n(s['sampled_out'])} documents unused (a hash sample)"
+        for s in m.get("sources", [])
+        if s.get("sampled_out")
+    ]
     lines += [f"  skipped {s['name']}: {s['reason']}" for s in m.get("skipped_sources", [])]
     lines += [_heavy_filtering(s) for s in m.get("sources", []) if _filtered_share(s) > HEAVY_FILTERING]
     return lines
@@ -77,8 +102,15 @@ def _filters(m: dict) -> list[str]:
     rows = []
     for name, c in f.get("per_filter", {}).items():
         reasons = sorted(c.get("reasons", {}).items(), key=lambda kv: -kv[1])[:3]
-        rows.append([name, _n(c.get("documents_in", 0)), _n(c.get("documents_removed", 0)),
-                     _n(c.get("chars_removed", 0)), ", ".join(f"{r}: {n}" for r, n in reasons)])  # fmt: skip
+        rows.append(
+            [
+                name,
+                _n(c.get("documents_in", 0)),
+                _n(c.get("documents_removed", 0)),
+                _n(c.get("chars_removed", 0)),
+                ", ".join(f"{r}: {n}" for r, n in reasons),
+            ]
+        )
     head = f"filters: kept {_n(f.get('documents_out', 0))} of {_n(f.get('documents_in', 0))} documents"
     if not rows:
         return [head + " (no filters ran)"]
@@ -90,18 +122,25 @@ def _dedup(m: dict) -> list[str]:
     near = d.get("near", {})
     line = f"dedup: exact {d.get('exact_duplicates_removed', 0)} removed, near {d.get('near_duplicates_removed', 0)} removed"
     if near.get("enabled", True) and "bands" in near:
-        line += (f" (MinHash word {near.get('n_gram')}-grams, {near['bands']} bands x {near.get('rows')} rows, "
-                 f"50% caught at similarity {near.get('similarity_at_50pct')}; {near.get('clusters', 0)} clusters)")  # fmt: skip
+        line += (
+            f" (MinHash word {near.get('n_gram')}-grams, {near['bands']} bands x {near.get('rows')} rows, "
+            f"50% caught at similarity {near.get('similarity_at_50pct')}; {near.get('clusters', 0)} clusters)"
+        )
     return [line]
 
 
 def _split(m: dict) -> list[str]:
     s = m.get("split", {})
     tr, va = s.get("train", {}), s.get("val", {})
-    how = f"hash, val_fraction {s.get('val_fraction')}" if s.get("method") == "hash" else \
-        f"validation sources {', '.join(s.get('val_sources', []))}"  # fmt: skip
-    line = (f"split ({how}): train {_n(tr.get('num_documents', 0))} docs / {_n(tr.get('num_tokens', 0))} tokens, "
-            f"val {_n(va.get('num_documents', 0))} docs / {_n(va.get('num_tokens', 0))} tokens")  # fmt: skip
+    how = (
+        f"hash, val_fraction {s.get('val_fraction')}"
+        if s.get("method") == "hash"
+        else f"validation sources {', '.join(s.get('val_sources', []))}"
+    )
+    line = (
+        f"split ({how}): train {_n(tr.get('num_documents', 0))} docs / {_n(tr.get('num_tokens', 0))} tokens, "
+        f"val {_n(va.get('num_documents', 0))} docs / {_n(va.get('num_tokens', 0))} tokens"
+    )
     if s.get("documents_cut"):
         line += f"; {s['documents_cut']} long documents cut into {s['blocks_made']} blocks"
     return [line]
@@ -116,8 +155,14 @@ def _stages(m: dict) -> list[str]:
     ]
     merge = st.get("merge", {})
     parts += [f"merge.{k} {v:.1f}" for k, v in merge.items()]
-    return [f"stages (s, {st.get('workers', '?')} workers x {st.get('num_tasks', 1)} tasks): " + ", ".join(parts)] \
-        if parts else []  # fmt: skip
+    return (
+        [
+            f"stages (s, {st.get('workers', '?')} workers x {st.get('num_tasks', 1)} tasks): "
+            + ", ".join(parts)
+        ]
+        if parts
+        else []
+    )
 
 
 def summarize(manifest: dict, folder: str | Path = "") -> str:
@@ -129,8 +174,12 @@ def summarize(manifest: dict, folder: str | Path = "") -> str:
         f"data folder {folder}: {_n(m.get('num_documents', 0))} documents, {_n(m.get('num_tokens', 0))} tokens, "
         f"{_n(m.get('num_bytes', 0))} bytes; {len(shards)} shards, {m.get('dtype')}, vocab {m.get('vocab_size')}, "
         f"tokenizer {tok.get('path')} (sha256 {str(tok.get('sha256'))[:12]})",
-        *_sources(m), *_filters(m), *_dedup(m), *_split(m), *_stages(m),
-    ]  # fmt: skip
+        *_sources(m),
+        *_filters(m),
+        *_dedup(m),
+        *_split(m),
+        *_stages(m),
+    ]
     return "\n".join(lines)
 
 
@@ -155,8 +204,10 @@ def _decode_documents(
         ends = "ends with eos" if eos is not None and len(ids) and ids[-1] == eos else "NO eos at the end"
         text = tok.decode(ids[:-1] if ends == "ends with eos" else ids)
         cut = f"\n[... {len(text) - max_chars} more characters]" if len(text) > max_chars else ""
-        out.append(f"--- {split} document {i} of {shards.num_documents}: {len(ids)} tokens, {ends} ---\n"
-                   f"{text[:max_chars]}{cut}")  # fmt: skip
+        out.append(
+            f"--- {split} document {i} of {shards.num_documents}: {len(ids)} tokens, {ends} ---\n"
+            f"{text[:max_chars]}{cut}"
+        )
     return out
 
 
@@ -186,7 +237,9 @@ def inspect_command(
     if verify:
         for name in ("train", "val"):
             shards = ShardSet.open(path, name, verify_checksums=True)
-            print(f"verified {name}: {len(shards.shards)} shards, {shards.num_documents} documents, "
-                  f"{shards.num_tokens} tokens, checksums match")  # fmt: skip
+            print(
+                f"verified {name}: {len(shards.shards)} shards, {shards.num_documents} documents, "
+                f"{shards.num_tokens} tokens, checksums match"
+            )
     if num_docs > 0:
         print("\n" + "\n".join(_decode_documents(path, manifest, split, source, num_docs, max_chars)))

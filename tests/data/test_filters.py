@@ -69,9 +69,26 @@ def run(flt, text):
 
 def test_split_words_follows_spacy_english_conventions():
     assert split_words("Don't stop, it's well-known (U.S. policy) 3.14 and 1,000... yes!") == [
-        "Do", "n't", "stop", ",", "it", "'s", "well", "-", "known", "(", "U.S.", "policy", ")",
-        "3.14", "and", "1,000", "...", "yes", "!",
-    ]  # fmt: skip
+        "Do",
+        "n't",
+        "stop",
+        ",",
+        "it",
+        "'s",
+        "well",
+        "-",
+        "known",
+        "(",
+        "U.S.",
+        "policy",
+        ")",
+        "3.14",
+        "and",
+        "1,000",
+        "...",
+        "yes",
+        "!",
+    ]
     assert split_words("a @-@ b , cannot Mr. Smith") == ["a", "@-@", "b", ",", "can", "not", "Mr.", "Smith"]
 
 

@@ -54,8 +54,13 @@ def code(rng: np.random.Generator, i: int) -> str:
     lines = [f'"""Module {i}: small numeric helpers."""', "", "import math", ""]
     for k in range(5):
         name = rng.choice(VOCAB)
-        lines += [f"def {name}_{k}(value, scale={k + 1}):", f'    """Return the {name} of value."""',
-                  f"    total = value * scale + {int(rng.integers(100))}", f"    return math.sqrt(abs(total)) + {k}", ""]  # fmt: skip
+        lines += [
+            f"def {name}_{k}(value, scale={k + 1}):",
+            f'    """Return the {name} of value."""',
+            f"    total = value * scale + {int(rng.integers(100))}",
+            f"    return math.sqrt(abs(total)) + {k}",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -102,15 +107,21 @@ def corpus(tmp_path_factory) -> tuple[Path, dict, Path]:
     root = tmp_path_factory.mktemp("corpus")
     expected = build_corpus(root)
     tok = root / "tok"
-    train_tokenizer([str(root / "prose"), str(root / "web.jsonl"), f"code:{root / 'code'}"], tok, vocab_size=400,
-                    progress=False)  # fmt: skip
+    train_tokenizer(
+        [str(root / "prose"), str(root / "web.jsonl"), f"code:{root / 'code'}"],
+        tok,
+        vocab_size=400,
+        progress=False,
+    )
     return root, expected, tok
 
 
 def sources(root: Path) -> list[dict]:
-    return [{"paths": [str(root / "prose")], "name": "prose", "weight": 0.5},
-            {"paths": [str(root / "web.jsonl")], "name": "web", "weight": 0.3},
-            {"paths": [str(root / "code")], "name": "code", "kind": "code", "weight": 0.2}]  # fmt: skip
+    return [
+        {"paths": [str(root / "prose")], "name": "prose", "weight": 0.5},
+        {"paths": [str(root / "web.jsonl")], "name": "web", "weight": 0.3},
+        {"paths": [str(root / "code")], "name": "code", "kind": "code", "weight": 0.2},
+    ]
 
 
 def prepare(root: Path, tok: Path, out: Path, **kw) -> dict:
@@ -229,8 +240,10 @@ def test_resume_after_sigkill(corpus, tmp_path):
     kw = {"sources": [{"paths": [str(big)], "name": "big"}], "chunk_chars": 4000, "shard_tokens": 5000}
     ref = prepare(root, tok, tmp_path / "ref", **kw)
     out = tmp_path / "out"
-    script = (f"from lit_llm.data.prepare import prepare_dataset\n"
-              f"prepare_dataset(tokenizer={str(tok)!r}, output={str(out)!r}, progress=False, num_workers=0, **{kw!r})")  # fmt: skip
+    script = (
+        f"from lit_llm.data.prepare import prepare_dataset\n"
+        f"prepare_dataset(tokenizer={str(tok)!r}, output={str(out)!r}, progress=False, num_workers=0, **{kw!r})"
+    )
     proc = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(REPO)})
     deadline = time.time() + 60
     while proc.poll() is None and time.time() < deadline and not list(out.glob(".work/task-*/s000/c*.pkl")):
@@ -397,8 +410,24 @@ def test_cli_prepare_inspect_and_errors(corpus, tmp_path, capsys):
 
     root, _, tok = corpus
     out = tmp_path / "out"
-    main(["data", "prepare", "--input", str(root / "prose"), "--tokenizer", str(tok), "--output", str(out),
-          "--num_workers", "0", "--filters.c4.enabled", "false", "--dedup.minhash.bands", "10"])  # fmt: skip
+    main(
+        [
+            "data",
+            "prepare",
+            "--input",
+            str(root / "prose"),
+            "--tokenizer",
+            str(tok),
+            "--output",
+            str(out),
+            "--num_workers",
+            "0",
+            "--filters.c4.enabled",
+            "false",
+            "--dedup.minhash.bands",
+            "10",
+        ]
+    )
     m = json.loads((out / "manifest.json").read_text())
     assert m["config"]["filters"]["c4"]["enabled"] is False and m["dedup"]["near"]["bands"] == 10
     capsys.readouterr()
