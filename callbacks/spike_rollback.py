@@ -106,6 +106,7 @@ class LossSpikeRollback(Callback):
         self._max_steps: int | None = None
         self._loss_sum: torch.Tensor | None = None
         self._params: list[torch.nn.Parameter] = []
+        self._fit_trainer: Trainer | None = None  # for load_state_dict, which Lightning calls without it
 
     # ---- Lightning hooks (thin) -------------------------------------------------------
 
@@ -127,7 +128,7 @@ class LossSpikeRollback(Callback):
             raise UserError("LossSpikeRollback needs batches passed to training_step (not a dataloader_iter)")
         if self._max_steps is None:
             self._max_steps = trainer.max_steps  # as configured; grown by the discarded steps
-        self._trainer = trainer
+        self._fit_trainer = trainer
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # After configure_optimizers (whose LR schedule spans the configured max_steps) and before the
@@ -238,7 +239,7 @@ class LossSpikeRollback(Callback):
         self.event_log.events = [dict(e) for e in state_dict.get("events", [])]
         self.cooldown.state = dict(state_dict["cooldown"]) if state_dict.get("cooldown") else None
         self.discarded_steps = int(state_dict.get("discarded_steps", 0))
-        trainer = getattr(self, "_trainer", None)
+        trainer = self._fit_trainer
         if trainer is not None and trainer.optimizers:  # strategies that restore callbacks after on_fit_start
             self._set_max_steps(trainer)
 

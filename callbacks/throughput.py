@@ -40,19 +40,16 @@ class _Meter:
         self.throughput = Throughput(available_flops=flops, world_size=world_size, window_size=window_size)
         self.start, self.paused, self.batches, self.samples, self.tokens = time.perf_counter(), 0.0, 0, 0, 0
 
-    def update(self, batch: dict, flops_per_batch: float | None) -> dict:
+    def update(self, batch: dict, flops_per_batch: float | None) -> None:
         self.batches += 1
         self.samples += int(batch[INPUT_IDS].shape[0])
         self.tokens += int(batch[INPUT_IDS].numel())
         elapsed = time.perf_counter() - self.start - self.paused
-        self.throughput.update(
-            time=elapsed,
-            batches=self.batches,
-            samples=self.samples,
-            lengths=self.tokens,
-            flops=flops_per_batch,
-        )
-        return self.throughput.compute()
+        totals = {"batches": self.batches, "samples": self.samples, "lengths": self.tokens}
+        self.throughput.update(time=elapsed, flops=flops_per_batch, **totals)
+
+    def metrics(self, prefix: str) -> dict[str, float]:
+        return {f"{prefix}/{k}": float(v) for k, v in self.throughput.compute().items()}
 
 
 class TokenThroughput(Callback):
@@ -83,11 +80,11 @@ class TokenThroughput(Callback):
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx
     ) -> None:
-        if self._train is not None and isinstance(batch, dict):
-            metrics = self._train.update(batch, getattr(pl_module, "flops_per_batch", None))
-            pl_module.log_dict(
-                {f"train/{k}": float(v) for k, v in metrics.items()}, on_step=True, on_epoch=False
-            )
+        if self._train is None or not isinstance(batch, dict):
+            return
+        self._train.update(batch, getattr(pl_module, "flops_per_batch", None))
+        if trainer.global_step % trainer.log_every_n_steps == 0:  # the steps Lightning writes to the logger
+            pl_module.log_dict(self._train.metrics("train"), on_step=True, on_epoch=False)
 
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._val, self._val_started = self._new_meter(trainer), time.perf_counter()
@@ -96,14 +93,12 @@ class TokenThroughput(Callback):
         self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
     ) -> None:
         if self._val is not None and isinstance(batch, dict):
-            self._val_metrics = self._val.update(batch, getattr(pl_module, "flops_per_batch", None))
+            self._val.update(batch, getattr(pl_module, "flops_per_batch", None))
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        metrics = getattr(self, "_val_metrics", None)
-        if metrics and not trainer.sanity_checking:
-            pl_module.log_dict({f"validate/{k}": float(v) for k, v in metrics.items()})
+        if self._val is not None and self._val.batches and not trainer.sanity_checking:
+            pl_module.log_dict(self._val.metrics("validate"))
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._train is not None:  # validation inside fit: not training time
             self._train.paused += time.perf_counter() - self._val_started
-        self._val_metrics = None

@@ -17,7 +17,7 @@ import importlib
 import sys
 from argparse import ArgumentError
 
-from lit_llm.errors import UserError
+from lit_llm.errors import UserError, one_line_parse_error
 
 # command path -> "module:function"; each function's signature and docstring define its flags.
 PLAIN_COMMANDS: dict[tuple[str, ...], str] = {
@@ -97,8 +97,6 @@ def _run_plain(target: str, args: list[str], prog: str) -> None:
         CLI(func, args=args, prog=prog, as_positional=False, exit_on_error=False, allow_abbrev=False)
     except ArgumentError as err:
         import inspect
-
-        from lit_llm.lightning_cli import one_line_parse_error
 
         options = {f"--{name}" for name in inspect.signature(func).parameters}
         raise UserError(one_line_parse_error(err, options)) from None

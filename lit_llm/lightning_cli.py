@@ -15,8 +15,6 @@ good in `RUN/checkpoints/kept/`), and `last.ckpt` holds the final step whatever 
 from __future__ import annotations
 
 import contextlib
-import difflib
-import re
 import sys
 import warnings
 from argparse import ArgumentError
@@ -29,7 +27,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lit_llm.checkpoint import check_checkpoint
 from lit_llm.checkpoint_io import AtomicCheckpointIO
 from lit_llm.data.datamodule import LitDataModule
-from lit_llm.errors import UserError
+from lit_llm.errors import UserError, one_line_parse_error
 from lit_llm.module import LitLLM
 
 
@@ -77,13 +75,11 @@ class LitLLMCLI(LightningCLI):
             }
 
     def instantiate_trainer(self, **kwargs):
-        config = self.config_init.get(str(self.subcommand), self.config_init).get("trainer") or {}
+        run = self.config_init.get(str(self.subcommand), self.config_init)
+        config = run.get("trainer") or {}
         configured = config.get("callbacks") or []
         configured = configured if isinstance(configured, list) else [configured]
-        checkpoint = (
-            self.config_init.get(str(self.subcommand), self.config_init).get("checkpoint")
-            or CheckpointConfig()
-        )
+        checkpoint = run.get("checkpoint") or CheckpointConfig()
         kwargs["callbacks"] = [*configured, *default_callbacks(config, checkpoint)]
         if not config.get("plugins"):  # checkpoint files written atomically beside their target
             kwargs["plugins"] = [AtomicCheckpointIO()]
@@ -111,39 +107,6 @@ class LitLLMCLI(LightningCLI):
         if self.config.get("fit", {}).get("ckpt_path"):
             # Resuming into the run's own folder: ModelCheckpoint's "not empty" warning is expected.
             warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
-
-
-def one_line_parse_error(err: Exception, options: set[str]) -> str:
-    """A parser error as one line, naming the unknown option and the closest known one."""
-    message = " ".join(str(err).split())
-    unknown = re.search(r"(--[\w.\-]+)", message) if "unrecognized" in message else None
-    nested = re.search(r'Parser key "([\w.]+)".*NestedArg\(key=.([\w.]+).', message)
-    if nested:  # an unknown field of a dataclass-typed option, e.g. --model.arch.n_layers
-        key, field = nested.groups()
-        message = f"--{key}.{field}: no such option"
-        options = options | _dataclass_options(str(err), key)
-        unknown = re.search(r"(--[\w.\-]+)", message)
-    if unknown:
-        close = difflib.get_close_matches(unknown.group(1), sorted(options), n=1, cutoff=0.6)
-        if close:
-            message += f" (did you mean {close[0]}?)"
-    return message
-
-
-def _dataclass_options(message: str, key: str) -> set[str]:
-    """The fields of the dataclasses a union-typed option accepts, named in jsonargparse's message."""
-    import dataclasses
-    import importlib
-
-    found = set()
-    subtypes = message.split("Given value")[0]  # the parser's own types, not the user's value
-    for path in re.findall(r"<class '(lit_llm\.[\w.]+)'>", subtypes):
-        module, _, name = path.rpartition(".")
-        with contextlib.suppress(Exception):
-            cls = getattr(importlib.import_module(module), name)
-            if dataclasses.is_dataclass(cls):
-                found |= {f"--{key}.{f.name}" for f in dataclasses.fields(cls)}
-    return found
 
 
 def _named_checkpoint(ckpt_path: str | None, root: str | None) -> Path | None:

@@ -351,7 +351,7 @@ class LitLLM(LightningModule):
 
     def _check_tokenizer(self, saved: str | None) -> None:
         """Refuse to continue on data of another tokenizer than the checkpoint's (one line), unless allowed."""
-        current = _tokenizer_sha256(self._attached_trainer())
+        current = getattr(getattr(self._attached_trainer(), "datamodule", None), "tokenizer_sha256", None)
         if saved and current and saved != current and not self.allow_tokenizer_change:
             path = getattr(self.trainer.datamodule, "path", "the data folder")
             raise UserError(
@@ -362,9 +362,8 @@ class LitLLM(LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         datamodule = getattr(self._attached_trainer(), "datamodule", None)
         tokenizer = getattr(datamodule, "tokenizer_path", None)
-        manifest = getattr(datamodule, "manifest", None)
         checkpoint["lit_llm"] = {
-            "tokenizer_sha256": ((manifest.data.get("tokenizer") or {}).get("sha256") if manifest else None),
+            "tokenizer_sha256": getattr(datamodule, "tokenizer_sha256", None),
             "tokens_seen": self.tokens_seen,
             "model_config": dataclasses.asdict(self.model_config),
             "tokenizer_path": str(tokenizer) if tokenizer else None,
@@ -388,11 +387,6 @@ class LitLLM(LightningModule):
         # creates the DataLoader iterator, which draws from the torch RNG; the uninterrupted run
         # drew that number long before the checkpoint.
         self._pending_rng = extra.get("rng")
-
-
-def _tokenizer_sha256(trainer) -> str | None:
-    manifest = getattr(getattr(trainer, "datamodule", None), "manifest", None)
-    return (manifest.data.get("tokenizer") or {}).get("sha256") if manifest is not None else None
 
 
 def capture_rng_state() -> dict:

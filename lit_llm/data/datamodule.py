@@ -216,6 +216,10 @@ class LitDataModule(LightningDataModule):
     def tokenizer_path(self):
         return self.manifest.tokenizer_path
 
+    @property
+    def tokenizer_sha256(self) -> str | None:
+        return (self.manifest.data.get("tokenizer") or {}).get("sha256")
+
     def skip(self, start: int, end: int) -> None:
         """Never train on global sample indices [start, end)."""
         self.skip_ranges = merge_ranges([*self.skip_ranges, (start, end)])

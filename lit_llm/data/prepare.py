@@ -290,38 +290,19 @@ def prepare_dataset(
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: --output names a file, not a folder; choose another --output")
     with folder_lock(out, "prepare" if num_tasks == 1 else f"task-{task_index}"):
-        return _prepare_locked(
-            out,
-            recipe,
-            tok,
-            overwrite,
-            num_tasks,
-            task_index,
-            num_workers,
-            strict,
-            keep_parts,
-            progress,
-            started,
-        )
-
-
-def _prepare_locked(
-    out, recipe, tok, overwrite, num_tasks, task_index, num_workers, strict, keep_parts, progress, started
-) -> dict:
-    """prepare_dataset's work, under the folder lock."""
-    done = claim_folder(out, recipe, tok, overwrite)
-    if done is not None:
-        print(f"{out}: already prepared with this recipe and tokenizer; nothing to do")
-        return done
-    workers = default_workers() if num_workers is None else num_workers
-    summary = run_task(recipe, tok, out / WORK, task_index, num_tasks, workers, strict, progress)
-    if num_tasks > 1:
-        print(
-            f"task {task_index + 1}/{num_tasks} done in {time.perf_counter() - started:.0f} s; when every task "
-            f"is done: lit-llm data merge --output {out}"
-        )
-        return summary
-    manifest = merge_dataset(out, num_tasks=1, keep_parts=keep_parts, progress=progress)
+        done = claim_folder(out, recipe, tok, overwrite)
+        if done is not None:
+            print(f"{out}: already prepared with this recipe and tokenizer; nothing to do")
+            return done
+        workers = default_workers() if num_workers is None else num_workers
+        summary = run_task(recipe, tok, out / WORK, task_index, num_tasks, workers, strict, progress)
+        if num_tasks > 1:
+            print(
+                f"task {task_index + 1}/{num_tasks} done in {time.perf_counter() - started:.0f} s; when every "
+                f"task is done: lit-llm data merge --output {out}"
+            )
+            return summary
+        manifest = merge_dataset(out, num_tasks=1, keep_parts=keep_parts, progress=progress)
     if progress:
         from lit_llm.data.summary import summarize
 
