@@ -17,7 +17,9 @@ from pathlib import Path
 
 from lit_llm.errors import UserError
 
-DEFAULT_RECIPE = Path(__file__).resolve().parents[1] / "configs" / "data" / "default.yaml"
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+DEFAULT_RECIPE = CONFIGS / "data" / "default.yaml"
+DEMO_CONFIG = CONFIGS / "experiments" / "demo.yaml"
 
 
 def default_recipe() -> tuple[dict, list]:
@@ -25,60 +27,28 @@ def default_recipe() -> tuple[dict, list]:
     from lit_llm.data.prepare import load_recipe
     from lit_llm.data.recipe import resolve_sources, to_source
 
-    if not DEFAULT_RECIPE.exists():
-        raise UserError(
-            f"{DEFAULT_RECIPE}: default recipe not found; run the demo from a clone of the repository"
-        )
+    for path in (DEFAULT_RECIPE, DEMO_CONFIG):
+        if not path.exists():
+            raise UserError(f"{path}: not found; run the demo from a clone of the repository")
     recipe = load_recipe(DEFAULT_RECIPE)
     sources, _ = resolve_sources([to_source(s) for s in recipe["sources"]])
     return recipe, sources
 
 
 def fit_args(out: Path, data: Path, max_steps: int, max_minutes: float) -> list[str]:
-    """The demo's `lit-llm fit` command line: the tiny CPU experiment, bounded by steps and wall time."""
+    """The demo's `lit-llm fit` command line: its experiment config, bounded by steps and wall time."""
     return [
         "fit",
-        "--seed_everything",
-        "1234",
-        "--model.arch.n_layer",
-        "4",
-        "--model.arch.n_head",
-        "4",
-        "--model.arch.n_kv_head",
-        "2",
-        "--model.arch.d_model",
-        "128",
-        "--model.arch.max_seq_len",
-        "256",
-        "--model.optimizer.lr",
-        "0.003",
-        "--model.schedule.warmup_steps",
-        "30",
+        "--config",
+        str(DEMO_CONFIG),
         "--data.path",
         str(data),
-        "--data.seq_len",
-        "256",
-        "--data.batch_size",
-        "8",
-        "--trainer.accelerator",
-        "cpu",
-        "--trainer.devices",
-        "1",
         "--trainer.max_steps",
         str(max_steps),
         "--trainer.max_time",
         f"00:00:{int(max_minutes):02d}:00",
         "--trainer.val_check_interval",
         str(max(max_steps // 4, 1)),
-        "--trainer.limit_val_batches",
-        "20",
-        "--trainer.log_every_n_steps",
-        "5",
-        "--trainer.gradient_clip_val",
-        "1.0",
-        "--trainer.callbacks+=lit_llm.callbacks.LossSpikeRollback",  # defaults: baseline + every 100 steps
-        "--trainer.enable_model_summary",
-        "false",
         "--trainer.default_root_dir",
         str(out),
     ]

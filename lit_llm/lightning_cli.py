@@ -10,17 +10,22 @@ never typed twice. Unless a logger is configured, metrics go to a CSV file under
 `RUN/checkpoints/` (`--checkpoint.*`: every 100 steps, the newest 3 kept, every 1000th kept for
 good in `RUN/checkpoints/kept/`), and `last.ckpt` holds the final step whatever ends the run, so
 `--ckpt_path last` resumes. The final weights are always validated when validation data exists.
+These defaults are ordinary options (`kit_default_args`): `--print_config` and the saved
+config.yaml show them, and running a saved config.yaml again runs the same run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
+import json
 import sys
 import warnings
 from argparse import ArgumentError
 from dataclasses import dataclass
 from pathlib import Path
 
+from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 
@@ -64,44 +69,34 @@ class LitLLMCLI(LightningCLI):
         parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
         parser.add_class_arguments(CheckpointConfig, "checkpoint")  # read by `fit`; `validate` ignores it
 
-    def before_instantiate_classes(self) -> None:
-        config = self.config.get(str(self.subcommand), self.config)
-        trainer = config.trainer
-        if trainer.logger in (None, True):
-            root = trainer.default_root_dir or "."
-            trainer.logger = {
-                "class_path": "lightning.pytorch.loggers.CSVLogger",
-                "init_args": {"save_dir": str(root), "name": "logs"},
-            }
-
-    def instantiate_trainer(self, **kwargs):
-        run = self.config_init.get(str(self.subcommand), self.config_init)
-        config = run.get("trainer") or {}
-        configured = config.get("callbacks") or []
-        configured = configured if isinstance(configured, list) else [configured]
-        checkpoint = run.get("checkpoint") or CheckpointConfig()
-        kwargs["callbacks"] = [*configured, *default_callbacks(config, checkpoint)]
-        if not config.get("plugins"):  # checkpoint files written atomically beside their target
-            kwargs["plugins"] = [AtomicCheckpointIO()]
-        return super().instantiate_trainer(**kwargs)
-
     def init_parser(self, **kwargs):
         parser = super().init_parser(**kwargs)
         self.__dict__.setdefault("made_parsers", []).append(parser)  # the subcommands' too: for suggestions
         return parser
 
     def parse_arguments(self, parser, args) -> None:
+        """Parse twice: the second pass adds the kit's defaults (logger, checkpoints, progress bar, atomic
+        checkpoint IO) as ordinary options, so `--print_config` and the saved config.yaml show the whole run."""
+        if isinstance(args, (dict, Namespace)):
+            return super().parse_arguments(parser, args)
+        args = list(sys.argv[1:] if args is None else args)
+        printing = [a for a in args if a == "--print_config" or a.startswith("--print_config=")]
+        given = [a for a in args if a not in printing]
+        self.config = self._parse(parser, given)
+        subcommand = self.config.get("subcommand")
+        if subcommand:  # before LightningCLI itself torch.loads --ckpt_path (for hyper-parameters)
+            self._check_ckpt_path(subcommand)
+            self.config = self._parse(parser, [*given, *kit_default_args(self.config[subcommand]), *printing])
+
+    def _parse(self, parser, args: list[str]) -> Namespace:
         try:
-            super().parse_arguments(parser, args)
+            return parser.parse_args(args)
         except ArgumentError as err:
             options = set()
             for made in self.__dict__.get("made_parsers", []):
                 with contextlib.suppress(Exception):  # a parser with required options may refuse defaults
                     options |= {f"--{key}" for key in made.get_defaults().keys()}  # noqa: SIM118 (dotted keys)
             raise UserError(one_line_parse_error(err, options)) from None
-        subcommand = self.config.get("subcommand")
-        if subcommand:  # before LightningCLI itself torch.loads --ckpt_path (for hyper-parameters)
-            self._check_ckpt_path(subcommand)
 
     def before_fit(self) -> None:
         if self.config.get("fit", {}).get("ckpt_path"):
@@ -120,7 +115,7 @@ def _named_checkpoint(ckpt_path: str | None, root: str | None) -> Path | None:
 
 
 def trainer_defaults() -> dict:
-    """Step-based validation and a bounded run; callbacks are added in `LitLLMCLI.instantiate_trainer`."""
+    """Step-based validation and a bounded run; logger, callbacks and plugins come from `kit_default_args`."""
     return {
         "max_steps": 1000,
         "val_check_interval": 200,
@@ -131,45 +126,114 @@ def trainer_defaults() -> dict:
     }
 
 
-def default_callbacks(config, checkpoint: CheckpointConfig | None = None) -> list:
-    """Checkpoints with bounded retention, the final checkpoint, and the step-aware progress bar, unless configured.
+KIT_CHECKPOINT_NAME = "step-{step:06d}"
 
-    A checkpoint every `every_n_steps`, the newest `keep_last` kept (RUN/checkpoints/step-*.ckpt),
-    every `keep_every`-th kept for good (RUN/checkpoints/kept/); `last.ckpt` holds the final step
-    whatever ends the run (FinalCheckpoint). A ModelCheckpoint in the config replaces the periodic ones.
+
+def kit_default_args(config: Namespace) -> list[str]:
+    """Options that complete a parsed run with the kit's defaults, unless the run configures its own.
+
+    - logger: a CSVLogger writing RUN/logs/version_N/metrics.csv;
+    - checkpoints (`--checkpoint.*`): one every `every_n_steps` in RUN/checkpoints/ (the newest `keep_last`
+      kept, `last.ckpt` beside them), every `keep_every`-th kept for good in RUN/checkpoints/kept/.
+      A ModelCheckpoint of the run's own replaces both;
+    - FinalCheckpoint (last.ckpt whatever ends the run), the step-aware progress bar, and checkpoint
+      files written atomically (AtomicCheckpointIO).
+
+    When a saved config.yaml is run again, the kit's own logger and checkpoints in it (a CSVLogger
+    named "logs", ModelCheckpoints writing step-NNNNNN files to a checkpoints/ or checkpoints/kept/
+    folder) are made again from `trainer.default_root_dir` and `--checkpoint.*`, so overriding those works.
     """
-    checkpoint = checkpoint or CheckpointConfig()
+    trainer = config.trainer
+    root = Path(trainer.default_root_dir or ".")
+    args = []
+    if trainer.logger in (None, True) or _is_kit_logger(trainer.logger):
+        logger = {
+            "class_path": "lightning.pytorch.loggers.CSVLogger",
+            "init_args": {"save_dir": str(root), "name": "logs"},
+        }
+        args += ["--trainer.logger", json.dumps(logger)]
+    configured = _as_list(trainer.callbacks)
+    kept = [c for c in configured if not _is_kit_checkpoint(c)]
+    # the kit's own go where a saved config had them (else last), so a re-run keeps the order
+    at = next((i for i, c in enumerate(configured) if _is_kit_checkpoint(c)), len(configured))
+    extra = _kit_callbacks(kept, trainer, CheckpointConfig(**vars(config.checkpoint)), root)
+    callbacks = kept[:at] + extra + kept[at:]
+    if callbacks != configured:
+        args += ["--trainer.callbacks", json.dumps([_plain(c) for c in callbacks])]
+    if not trainer.plugins:
+        args += [
+            "--trainer.plugins",
+            json.dumps({"class_path": f"{AtomicCheckpointIO.__module__}.AtomicCheckpointIO"}),
+        ]
+    return args
+
+
+def _kit_callbacks(
+    configured: list, trainer: Namespace, checkpoint: CheckpointConfig, root: Path
+) -> list[dict]:
+    """The default callbacks the configured ones do not already provide."""
     from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 
     from lit_llm.callbacks import FinalCheckpoint, TrainingProgressBar
 
-    configured = config.get("callbacks") or []
-    configured = configured if isinstance(configured, list) else [configured]
+    def configured_a(kind: type) -> bool:
+        return any(issubclass(_class_of(c), kind) for c in configured)
+
+    model_checkpoint = "lightning.pytorch.callbacks.ModelCheckpoint"
+    checkpointing = trainer.enable_checkpointing is not False
     extra = []
-    checkpointing = config.get("enable_checkpointing") is not False
-    root = Path(config.get("default_root_dir") or ".")
-    if checkpointing and not any(isinstance(c, ModelCheckpoint) for c in configured):
-        every = {"filename": "step-{step:06d}", "auto_insert_metric_name": False}
+    if checkpointing and not configured_a(ModelCheckpoint):
+        every = {"filename": KIT_CHECKPOINT_NAME, "auto_insert_metric_name": False}
         newest = {"save_top_k": checkpoint.keep_last, "monitor": "step", "mode": "max", "save_last": True}
-        extra.append(
-            ModelCheckpoint(
-                dirpath=root / "checkpoints", every_n_train_steps=checkpoint.every_n_steps, **every, **newest
-            )
-        )
+        periodic = {"dirpath": str(root / "checkpoints"), "every_n_train_steps": checkpoint.every_n_steps}
+        extra.append({"class_path": model_checkpoint, "init_args": {**periodic, **every, **newest}})
         if checkpoint.keep_every:
-            kept = root / "checkpoints" / "kept"
-            extra.append(
-                ModelCheckpoint(
-                    dirpath=kept, every_n_train_steps=checkpoint.keep_every, save_top_k=-1, **every
-                )
-            )
-    if checkpointing and not any(isinstance(c, FinalCheckpoint) for c in configured):
-        extra.append(FinalCheckpoint())
-    if config.get("enable_progress_bar") is not False and not any(
-        isinstance(c, ProgressBar) for c in configured
-    ):
-        extra.append(TrainingProgressBar())
+            kept = {
+                "dirpath": str(root / "checkpoints" / "kept"),
+                "every_n_train_steps": checkpoint.keep_every,
+            }
+            extra.append({"class_path": model_checkpoint, "init_args": {**kept, **every, "save_top_k": -1}})
+    if checkpointing and not configured_a(FinalCheckpoint):
+        extra.append({"class_path": "lit_llm.callbacks.FinalCheckpoint"})
+    if trainer.enable_progress_bar is not False and not configured_a(ProgressBar):
+        extra.append({"class_path": "lit_llm.callbacks.TrainingProgressBar"})
+    assert TrainingProgressBar and FinalCheckpoint  # the class paths above name these
     return extra
+
+
+def _as_list(value) -> list:
+    return [] if value is None else list(value) if isinstance(value, list) else [value]
+
+
+def _class_of(entry) -> type:
+    """The class a parsed callback entry (a Namespace with class_path, or an instance) names."""
+    if not isinstance(entry, Namespace):
+        return type(entry)
+    module, _, name = entry.class_path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def _plain(entry):
+    return entry.as_dict() if isinstance(entry, Namespace) else entry
+
+
+def _is_kit_checkpoint(entry) -> bool:
+    """A ModelCheckpoint the kit made from `--checkpoint.*` (found again when a saved config is re-run)."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    if not isinstance(entry, Namespace) or _class_of(entry) is not ModelCheckpoint:
+        return False
+    init = entry.get("init_args") or Namespace()
+    folder = Path(str(init.get("dirpath")))
+    in_kit_folder = folder.name == "checkpoints" or folder.parts[-2:] == ("checkpoints", "kept")
+    return init.get("filename") == KIT_CHECKPOINT_NAME and in_kit_folder
+
+
+def _is_kit_logger(entry) -> bool:
+    """The CSVLogger the kit made (RUN/logs), found again when a saved config is re-run."""
+    if not isinstance(entry, Namespace) or "class_path" not in entry:
+        return False
+    return _class_of(entry) is CSVLogger and (entry.get("init_args") or Namespace()).get("name") == "logs"
 
 
 def run_lightning_cli(args: list[str]) -> LitLLMCLI:

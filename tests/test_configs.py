@@ -1,4 +1,5 @@
-"""Every YAML under configs/ parses with the command that consumes it."""
+"""Every YAML under configs/ parses with the command that consumes it; experiments compose the presets;
+a run's saved config.yaml is the whole run."""
 
 from pathlib import Path
 
@@ -7,23 +8,72 @@ import yaml
 
 from lit_llm.cli import main
 from lit_llm.model import ModelConfig
+from tests.helpers import fit_tiny, make_shard_folder, train_losses
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+EXPERIMENTS = sorted((CONFIGS / "experiments").glob("*.yaml"))
 
 
-@pytest.mark.parametrize("path", sorted((CONFIGS / "experiments").glob("*.yaml")), ids=lambda p: p.stem)
-def test_experiment_configs_parse_with_lightning_cli(path, capsys):
+def print_config(capsys, *args: str) -> dict:
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", "--config", str(path), "--print_config"])
+        main(["fit", *args, "--print_config"])
     assert exit_info.value.code in (0, None)
-    resolved = yaml.safe_load(capsys.readouterr().out)
-    assert resolved["model"]["arch"]["n_layer"] >= 1 and resolved["data"]["seq_len"] >= 1
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
+def test_each_experiment_uses_a_model_preset_unchanged(path, capsys):
+    preset = (path.parent / yaml.safe_load(path.read_text())["model"]["arch"]).resolve()
+    assert preset.parent == CONFIGS / "model", f"{path.name}: model.arch must name a preset in configs/model/"
+    resolved = print_config(capsys, "--config", str(path))["model"]["arch"]
+    assert ModelConfig(**resolved) == ModelConfig(**yaml.safe_load(preset.read_text()))
 
 
 @pytest.mark.parametrize("path", sorted((CONFIGS / "model").glob("*.yaml")), ids=lambda p: p.stem)
 def test_model_presets_build_valid_configs(path, capsys):
     config = ModelConfig(vocab_size=32000, **yaml.safe_load(path.read_text()))
     assert config.d_model % config.n_head == 0
-    with pytest.raises(SystemExit):
-        main(["fit", "--model.arch", str(path), "--data.path", "unused", "--print_config"])
-    assert yaml.safe_load(capsys.readouterr().out)["model"]["arch"]["n_layer"] == config.n_layer
+    resolved = print_config(capsys, "--model.arch", str(path), "--data.path", "unused")["model"]["arch"]
+    assert ModelConfig(**resolved) == config
+
+
+def test_print_config_shows_the_default_callbacks_logger_and_checkpoint_io(capsys, tmp_path):
+    printed = print_config(
+        capsys,
+        "--data.path",
+        "unused",
+        "--trainer.default_root_dir",
+        str(tmp_path),
+        "--checkpoint.every_n_steps",
+        "7",
+    )
+    trainer = printed["trainer"]
+    callbacks = {c["class_path"].rsplit(".", 1)[1]: c.get("init_args", {}) for c in trainer["callbacks"]}
+    assert set(callbacks) == {"ModelCheckpoint", "FinalCheckpoint", "TrainingProgressBar"}
+    periodic = [c["init_args"] for c in trainer["callbacks"] if c["class_path"].endswith("ModelCheckpoint")]
+    assert [c["every_n_train_steps"] for c in periodic] == [7, 1000]
+    assert periodic[0]["dirpath"] == str(tmp_path / "checkpoints")
+    assert trainer["logger"]["init_args"]["save_dir"] == str(tmp_path)
+    assert trainer["plugins"]["class_path"] == "lit_llm.checkpoint_io.AtomicCheckpointIO"
+
+
+def test_an_own_model_checkpoint_replaces_the_kit_ones(capsys):
+    own = '{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"every_n_train_steps": 5}}'
+    printed = print_config(capsys, "--data.path", "unused", "--trainer.callbacks+", own)
+    periodic = [c for c in printed["trainer"]["callbacks"] if c["class_path"].endswith("ModelCheckpoint")]
+    assert [c["init_args"]["every_n_train_steps"] for c in periodic] == [5]
+
+
+def test_the_saved_config_reruns_the_same_run(tmp_path):
+    data = make_shard_folder(tmp_path / "data")
+    fit_tiny(data, tmp_path / "first", "--trainer.max_steps", "4", "--checkpoint.every_n_steps", "2")
+    saved = tmp_path / "first" / "logs" / "version_0" / "config.yaml"
+    main(["fit", "--config", str(saved), "--trainer.default_root_dir", str(tmp_path / "again")])
+    assert train_losses(tmp_path / "again") == train_losses(tmp_path / "first")
+    written = sorted(p.name for p in (tmp_path / "again" / "checkpoints").glob("*.ckpt"))
+    assert written == sorted(p.name for p in (tmp_path / "first" / "checkpoints").glob("*.ckpt"))
+    again = yaml.safe_load((tmp_path / "again" / "logs" / "version_0" / "config.yaml").read_text())
+    assert (
+        again["trainer"]["callbacks"]
+        == yaml.safe_load(saved.read_text().replace("first", "again"))["trainer"]["callbacks"]
+    )

@@ -387,10 +387,12 @@ def test_a_datamodule_without_the_rollback_api_is_refused_at_setup(data, tmp_pat
         trainer.fit(module, BareData())
 
 
-def test_example_config_parses(data, capsys):
-    config = ROOT / "configs" / "experiments" / "tiny_cpu_spike.yaml"
+def test_example_config_adds_the_callback_to_an_experiment(data, capsys):
+    experiment = ROOT / "configs" / "experiments" / "tiny_cpu.yaml"
+    config = ROOT / "configs" / "callbacks" / "spike_rollback.yaml"
+    args = ["--config", str(experiment), "--config", str(config), "--data.path", str(data), "--print_config"]
     with pytest.raises(SystemExit) as exc:
-        main(["fit", "--config", str(config), "--data.path", str(data), "--print_config"])
+        main(["fit", *args])
     assert not exc.value.code
     printed = yaml.safe_load(capsys.readouterr().out)
     (callback,) = [
