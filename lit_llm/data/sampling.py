@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
+import xxhash
 
 _MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -23,6 +24,11 @@ def splitmix64(x: np.ndarray) -> np.ndarray:
         x = ((x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & _MASK
         x = ((x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & _MASK
         return x ^ (x >> np.uint64(31))
+
+
+def key_uniform(key: str) -> float:
+    """A uniform float in [0, 1), a pure function of the string `key` (xxh3-64)."""
+    return xxhash.xxh3_64_intdigest(key.encode("utf-8", "surrogatepass")) / 2**64
 
 
 def hash_uniform(seed: int, index: np.ndarray, stream: int) -> np.ndarray:
