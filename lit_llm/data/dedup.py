@@ -42,6 +42,7 @@ import numpy as np
 import xxhash
 
 from lit_llm.data.normalize import content_words, dedup_key
+from lit_llm.data.sampling import mix64
 from lit_llm.errors import UserError
 
 _U64 = np.uint64
@@ -85,16 +86,6 @@ def lsh_threshold(bands: int, rows: int, p: float = 0.5) -> float:
     return (1.0 - (1.0 - p) ** (1.0 / bands)) ** (1.0 / rows)
 
 
-def _mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser (in place on a uint64 array): every input bit affects every output bit."""
-    x ^= x >> _U64(30)
-    x *= _U64(0xBF58476D1CE4E5B9)
-    x ^= x >> _U64(27)
-    x *= _U64(0x94D049BB133111EB)
-    x ^= x >> _U64(31)
-    return x
-
-
 class MinHasher:
     """Computes MinHash signatures and LSH band keys; picklable (send it to worker processes)."""
 
@@ -131,7 +122,7 @@ class MinHasher:
         for i in range(1, n):
             g *= _SHINGLE_MULT
             g += w[i : i + count]
-        return _mix64(g)
+        return mix64(g)
 
     def signature(self, text: str) -> np.ndarray:
         """MinHash signature: bands x rows uint64 minimums."""
@@ -177,7 +168,7 @@ class MinHasher:
         for r in range(1, self.cfg.rows):
             key *= _SHINGLE_MULT
             key += shaped[..., r]
-        return _mix64(key)
+        return mix64(key)
 
     def describe(self) -> dict:
         return describe_minhash(self.cfg)

@@ -14,16 +14,24 @@ from collections.abc import Iterable
 import numpy as np
 import xxhash
 
-_MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # splitmix64's increment: 2^64 / golden ratio, odd
+
+
+def mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser, in place on a uint64 array: a bijection where every input bit
+    affects every output bit. Pass a copy to keep the input."""
+    x ^= x >> np.uint64(30)
+    x *= np.uint64(0xBF58476D1CE4E5B9)
+    x ^= x >> np.uint64(27)
+    x *= np.uint64(0x94D049BB133111EB)
+    x ^= x >> np.uint64(31)
+    return x
 
 
 def splitmix64(x: np.ndarray) -> np.ndarray:
-    """The splitmix64 finaliser on uint64 arrays: a bijective, well-mixed hash."""
-    with np.errstate(over="ignore"):
-        x = (x + np.uint64(0x9E3779B97F4A7C15)) & _MASK
-        x = ((x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & _MASK
-        x = ((x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & _MASK
-        return x ^ (x >> np.uint64(31))
+    """splitmix64 on uint64 arrays or scalars: the golden-ratio increment, then `mix64`."""
+    with np.errstate(over="ignore"):  # numpy scalars warn on the intended wrap-around
+        return mix64(x + _GOLDEN)
 
 
 def key_uniform(key: str) -> float:
