@@ -26,6 +26,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 
 from lit_llm.errors import UserError
+from lit_llm.module import LitLLM, total_gradient_norm
 from lit_llm.rollback import (
     CleanCheckpoint,
     CleanCheckpoints,
@@ -249,7 +250,10 @@ class LossSpikeRollback(Callback):
         loss, self._loss_sum = self._loss_sum, None
         if loss is None:
             return
-        loss_value, norm_value = step_signals(trainer, loss, self._params)
+        norm = (
+            pl_module.gradient_norm() if isinstance(pl_module, LitLLM) else total_gradient_norm(self._params)
+        )
+        loss_value, norm_value = step_signals(trainer, loss, norm)
         step = trainer.global_step
         reason = self.is_spike(step, loss_value, norm_value)
         if not trainer.strategy.reduce_boolean_decision(reason is not None, all=False):

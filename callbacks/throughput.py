@@ -1,10 +1,12 @@
 """TokenThroughput: tokens/s, samples/s, FLOP/s and MFU of training and validation, with a peak-FLOPs override.
 
-Logs `train|validate/{batches,samples,items}_per_sec`, `.../device/flops_per_sec` and, where the
+Logs `train|validate/{batches,samples,tokens}_per_sec` (all ranks; `.../device/...` per device),
+`.../device/flops_per_sec` and, where the
 device's peak is known, `.../device/mfu` (LitLLM exposes `flops_per_batch`), through Lightning's
 public `Throughput` meter and `LightningModule.log`. Lightning's peak table has no CPUs and misses
 some GPUs: pass `peak_flops` (FLOP/s per device) to get MFU there. Validation time is not counted
-as training time.
+as training time. The figures average the last `window_size` batches, so the first appear after that
+many. `lit-llm fit` adds this callback by default.
 
     trainer:
       callbacks:
@@ -49,7 +51,10 @@ class _Meter:
         self.throughput.update(time=elapsed, flops=flops_per_batch, **totals)
 
     def metrics(self, prefix: str) -> dict[str, float]:
-        return {f"{prefix}/{k}": float(v) for k, v in self.throughput.compute().items()}
+        """`Throughput`'s figures, its items (here tokens) named tokens: PREFIX/tokens_per_sec, ..."""
+        return {
+            f"{prefix}/{k.replace('items', 'tokens')}": float(v) for k, v in self.throughput.compute().items()
+        }
 
 
 class TokenThroughput(Callback):
@@ -84,7 +89,14 @@ class TokenThroughput(Callback):
             return
         self._train.update(batch, getattr(pl_module, "flops_per_batch", None))
         if trainer.global_step % trainer.log_every_n_steps == 0:  # the steps Lightning writes to the logger
-            pl_module.log_dict(self._train.metrics("train"), on_step=True, on_epoch=False)
+            metrics = self._train.metrics("train")
+            # all ranks together (`Throughput` reports per-device figures only for one process)
+            tokens_per_sec = metrics.pop("train/tokens_per_sec", metrics.get("train/device/tokens_per_sec"))
+            pl_module.log_dict(metrics, on_step=True, on_epoch=False)
+            if tokens_per_sec is not None:  # also on the progress bar
+                pl_module.log(
+                    "train/tokens_per_sec", tokens_per_sec, on_step=True, on_epoch=False, prog_bar=True
+                )
 
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._val, self._val_started = self._new_meter(trainer), time.perf_counter()

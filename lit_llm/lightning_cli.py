@@ -136,8 +136,8 @@ def kit_default_args(config: Namespace) -> list[str]:
     - checkpoints (`--checkpoint.*`): one every `every_n_steps` in RUN/checkpoints/ (the newest `keep_last`
       kept, `last.ckpt` beside them), every `keep_every`-th kept for good in RUN/checkpoints/kept/.
       A ModelCheckpoint of the run's own replaces both;
-    - FinalCheckpoint (last.ckpt whatever ends the run), the step-aware progress bar, and checkpoint
-      files written atomically (AtomicCheckpointIO).
+    - FinalCheckpoint (last.ckpt whatever ends the run), TokenThroughput (tokens/s, MFU), the step-aware
+      progress bar, and checkpoint files written atomically (AtomicCheckpointIO).
 
     When a saved config.yaml is run again, the kit's own logger and checkpoints in it (a CSVLogger
     named "logs", ModelCheckpoints writing step-NNNNNN files to a checkpoints/ or checkpoints/kept/
@@ -174,7 +174,7 @@ def _kit_callbacks(
     """The default callbacks the configured ones do not already provide."""
     from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 
-    from lit_llm.callbacks import FinalCheckpoint, TrainingProgressBar
+    from lit_llm.callbacks import FinalCheckpoint, TokenThroughput
 
     def configured_a(kind: type) -> bool:
         return any(issubclass(_class_of(c), kind) for c in configured)
@@ -195,9 +195,10 @@ def _kit_callbacks(
             extra.append({"class_path": model_checkpoint, "init_args": {**kept, **every, "save_top_k": -1}})
     if checkpointing and not configured_a(FinalCheckpoint):
         extra.append({"class_path": "lit_llm.callbacks.FinalCheckpoint"})
+    if not configured_a(TokenThroughput):
+        extra.append({"class_path": "lit_llm.callbacks.TokenThroughput"})
     if trainer.enable_progress_bar is not False and not configured_a(ProgressBar):
         extra.append({"class_path": "lit_llm.callbacks.TrainingProgressBar"})
-    assert TrainingProgressBar and FinalCheckpoint  # the class paths above name these
     return extra
 
 

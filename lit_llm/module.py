@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -77,6 +76,13 @@ def lr_factor(step: int, total: int, cfg: ScheduleConfig) -> float:
     return 1.0 - (1 - cfg.min_lr_ratio) * progress
 
 
+def total_gradient_norm(parameters) -> torch.Tensor:
+    """The 2-norm of all gradients together (0 when there are none); a plain tensor also under FSDP2."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+    return norm.full_tensor() if hasattr(norm, "full_tensor") else norm  # DTensor under FSDP2
+
+
 class LitLLM(LightningModule):
     """Pre-trains a GPT with next-token cross-entropy."""
 
@@ -128,7 +134,7 @@ class LitLLM(LightningModule):
             SumMetric(),
             SumMetric(),
         )
-        self._step_started = None
+        self._grad_norm: tuple[int, torch.Tensor] | None = None  # (step, norm)
         self._pending_rng: dict | None = None
 
     # ---- model set-up ----------------------------------------------------------------
@@ -247,26 +253,17 @@ class LitLLM(LightningModule):
         if self._pending_rng is not None:
             restore_rng_state(self._pending_rng)
             self._pending_rng = None
-        self._step_started = time.perf_counter()
 
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        if self._step_started is not None:
-            elapsed = time.perf_counter() - self._step_started
-            tokens = batch[INPUT_IDS].numel() * self.trainer.world_size
-            self.log(
-                "train/tokens_per_sec",
-                tokens / max(elapsed, 1e-9),
-                prog_bar=True,
-                on_step=True,
-                on_epoch=False,
-            )
+    def gradient_norm(self) -> torch.Tensor:
+        """The total gradient norm of this optimizer step, before clipping; computed once per step
+        (the loss-spike callback reads it before this module logs it)."""
+        step = self.trainer.global_step
+        if self._grad_norm is None or self._grad_norm[0] != step:
+            self._grad_norm = (step, total_gradient_norm(self.parameters()))
+        return self._grad_norm[1]
 
     def on_before_optimizer_step(self, optimizer) -> None:
-        grads = [p.grad for p in self.parameters() if p.grad is not None]
-        norm = torch.nn.utils.get_total_norm(grads)
-        if hasattr(norm, "full_tensor"):  # DTensor under FSDP2
-            norm = norm.full_tensor()
-        self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
+        self.log("train/grad_norm", self.gradient_norm(), on_step=True, on_epoch=False)
         self.log("train/lr", optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False)
 
     # ---- validation ------------------------------------------------------------------

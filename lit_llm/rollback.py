@@ -101,7 +101,7 @@ def restore_in_place(trainer: Trainer, pl_module: LightningModule, path: str) ->
     return checkpoint
 
 
-def step_signals(trainer: Trainer, loss: torch.Tensor, params: list) -> tuple[float, float | None]:
+def step_signals(trainer: Trainer, loss: torch.Tensor, norm: torch.Tensor) -> tuple[float, float | None]:
     """(the step's loss averaged over ranks, the total pre-clip gradient norm) as Python floats.
 
     `loss` is the sum of the step's micro-batch losses as Lightning hands them to `on_before_backward`
@@ -112,9 +112,6 @@ def step_signals(trainer: Trainer, loss: torch.Tensor, params: list) -> tuple[fl
     loss = trainer.strategy.reduce(loss.to(torch.float32, copy=True), reduce_op="mean")
     scaler = getattr(trainer.precision_plugin, "scaler", None)
     scale = float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
-    grads = [p.grad for p in params if p.grad is not None]
-    norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
-    norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm  # DTensor under FSDP2
     loss_value, norm_value = torch.stack([loss / scale, norm.to(loss.device, torch.float32)]).tolist()
     if scale != 1.0 and not math.isfinite(norm_value) and math.isfinite(loss_value):
         return loss_value, None

@@ -57,6 +57,12 @@ def test_fit_logs_loss_and_validation_metrics(data, tmp_path):
     assert (run / "checkpoints" / "last.ckpt").exists()
     mfu = [float(r["train/device/mfu"]) for r in rows if r.get("train/device/mfu")]
     assert mfu and all(0 < m < 1 for m in mfu)
+    speeds = [
+        (r["train/tokens_per_sec"], r["train/device/tokens_per_sec"])
+        for r in rows
+        if r.get("train/tokens_per_sec")
+    ]
+    assert speeds and all(float(world) == float(device) > 0 for world, device in speeds)  # one process
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["global_step"] == 30 and ckpt["lit_llm"]["tokens_seen"] == 30 * 4 * 32
     datamodule_state = ckpt["LitDataModule"]
