@@ -151,8 +151,8 @@ def raw_child(args: argparse.Namespace) -> None:
     into the same blocks), with the thread count TOKENIZERS_PARALLELISM / RAYON_NUM_THREADS allow."""
     import tokenizers
 
-    from lit_llm.data.chunks import BATCH_CHARS, BATCH_DOCS, cut_blocks
     from lit_llm.data.recipe import SplitConfig
+    from lit_llm.data.task_input import BATCH_CHARS, BATCH_DOCS, cut_blocks
 
     texts = []
     for f in sorted(Path(args.corpus).glob("*.jsonl")):

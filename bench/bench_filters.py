@@ -47,17 +47,19 @@ def batches(docs: list, size: int = 32) -> list[list]:
 # ---------------------------------------------------------------------- the kit
 
 
-def _kit_init() -> None:
-    from lit_llm.data.filters import FilterConfig, init_worker
+_KIT_PIPELINE = None  # this worker process' FilterPipeline (as _DT_FILTERS holds datatrove's filters)
 
-    init_worker(FilterConfig(), "prose")
+
+def _kit_init() -> None:
+    global _KIT_PIPELINE
+    from lit_llm.data.filters import FilterConfig, FilterPipeline
+
+    _KIT_PIPELINE = FilterPipeline(FilterConfig(), "prose")
 
 
 def _kit_batch(batch: list[tuple[str, str]]):
-    from lit_llm.data.filters import pipeline
-
     start = time.process_time()
-    pipe = pipeline._WORKER_PIPELINE
+    pipe = _KIT_PIPELINE
     out = []
     for doc_id, text in batch:
         kept = pipe(text, doc_id)

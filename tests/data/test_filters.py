@@ -2,33 +2,27 @@
 C4 line cleaning output, statistics, rejected samples, worker merging; plus the normaliser."""
 
 import json
-import multiprocessing as mp
 import pickle
 import random
 
+import numpy as np
 import pytest
 
-from lit_llm.data.filters import (
-    C4Config,
-    C4Filter,
-    CodeConfig,
-    Doc,
-    FilterConfig,
-    FilterPipeline,
-    FineWebConfig,
-    FineWebFilter,
+from lit_llm.data.filters import FilterConfig, FilterPipeline, merge_stats
+from lit_llm.data.filters.base import ParsedText
+from lit_llm.data.filters.code import CodeConfig
+from lit_llm.data.filters.gopher import (
     GopherQualityConfig,
     GopherQualityFilter,
     GopherRepetitionConfig,
     GopherRepetitionFilter,
-    count_sentences,
-    filter_batch_in_worker,
-    init_worker,
-    merge_stats,
+    _NGrams,
 )
-from lit_llm.data.filters.prose import _NGrams
+from lit_llm.data.filters.prose import C4Config, C4Filter, FineWebConfig, FineWebFilter, count_sentences
 from lit_llm.data.normalize import normalize_newlines, split_words
+from lit_llm.data.recipe import Recipe, Source
 from lit_llm.data.sources import ReadStats, decode_text
+from lit_llm.data.task_workers import WorkerSetup, worker_pool
 from lit_llm.errors import UserError
 
 GOOD = """The history of the river valley is long and full of surprises for anyone who studies it.
@@ -60,7 +54,7 @@ def save(obj, path):
 
 
 def run(flt, text):
-    doc = Doc(text)
+    doc = ParsedText(text)
     return flt(doc), doc.text
 
 
@@ -308,19 +302,47 @@ def test_worker_states_merge_to_the_single_process_result(tmp_path):
     assert a == b
 
 
-def test_pool_workers_and_merge_stats():
-    docs = corpus()
-    cfg = FilterConfig()
+class _ByteTokenizer:
+    """Just enough of a tokenizer for the prepare workers: a text's UTF-8 bytes are its token ids."""
+
+    eos_id, vocab_size = 256, 257
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [list(t.encode()) for t in texts]
+
+
+def test_prepare_worker_processes_merge_to_the_single_process_result(tmp_path):
+    """Filters run in `lit-llm data prepare`'s worker processes (`task_workers`): the batches' filter
+    states merged in the parent equal one pipeline run here, kept documents and samples included."""
+    docs, cfg = corpus(), FilterConfig(samples_per_filter=3)
+    ids = [f"d{i}" for i in range(len(docs))]
+    recipe = Recipe(sources=[Source(paths=[str(tmp_path)], name="docs")], filters=cfg)
+    with worker_pool(2, WorkerSetup(_ByteTokenizer(), recipe)) as submit:
+        futures = [submit(("prose", docs[i : i + 7], ids[i : i + 7])) for i in range(0, len(docs), 7)]
+        results = [f.result() for f in futures]
     parent = FilterPipeline(cfg, "prose")
-    batches = [(docs[:9], None), (docs[9:], None)]
-    with mp.get_context("fork").Pool(2, initializer=init_worker, initargs=(cfg, "prose")) as pool:
-        outs = []
-        for out, state in pool.imap(filter_batch_in_worker, batches):
-            outs += out
-            parent.merge_state(state)
+    for res in results:
+        parent.merge_state(res["filters"])
+    kept = [start + int(i) for start, res in zip(range(0, len(docs), 7), results) for i in res["kept"]]
     single = FilterPipeline(cfg, "prose")
-    assert outs == single.filter_batch(docs)
+    expected = single.filter_batch(docs, ids)
+    assert kept == [i for i, text in enumerate(expected) if text is not None]
+    ends = [
+        (res["tokens"], n, end)
+        for res in results
+        for n, end in zip(res["lengths"], np.cumsum(res["lengths"]))
+    ]
+    texts = [bytes(tokens[end - n : end - 1].tolist()).decode() for tokens, n, end in ends]  # eos dropped
+    assert texts == [text for text in expected if text is not None]
     assert parent.stats() == single.stats()
+    a = [p.read_text() for p in single.write_rejected_samples(tmp_path / "a")]
+    assert [p.read_text() for p in parent.write_rejected_samples(tmp_path / "b")] == a
+
+
+def test_merge_stats_sums_pipelines():
+    docs, cfg = corpus(), FilterConfig()
+    single = FilterPipeline(cfg, "prose")
+    single.filter_batch(docs)
     half = [FilterPipeline(cfg, "prose") for _ in range(2)]
     half[0].filter_batch(docs[:5])
     half[1].filter_batch(docs[5:])

@@ -6,9 +6,9 @@ deterministic sample of rejected documents per filter.
     pipe.stats()                      # per-filter table for the manifest
     pipe.write_rejected_samples(dir)  # DIR/<filter>.jsonl
 
-In worker processes build one pipeline per worker, return `pipe.pop_state()` with each batch and
-`merge_state` it into the parent's pipeline (see `filter_batch_in_worker`); across tasks, merge
-the `stats()` dicts with `merge_stats`. Samples are the `samples_per_filter` rejected documents
+In worker processes (`lit_llm.data.task_workers`) each worker has its own pipelines and returns
+`pipe.pop_state()` with each batch; the parent `merge_state`s it into its pipeline. Across tasks,
+merge the `stats()` dicts with `merge_stats`. Samples are the `samples_per_filter` rejected documents
 with the smallest xxh3 hash of (seed, text): the same set whatever the order, batching or
 number of workers.
 """
@@ -24,18 +24,15 @@ from typing import Literal
 
 import xxhash
 
+from lit_llm.data.filters.base import ParsedText
 from lit_llm.data.filters.code import CodeConfig, CodeFilter
-from lit_llm.data.filters.prose import (
-    C4Config,
-    C4Filter,
-    Doc,
-    FineWebConfig,
-    FineWebFilter,
+from lit_llm.data.filters.gopher import (
     GopherQualityConfig,
     GopherQualityFilter,
     GopherRepetitionConfig,
     GopherRepetitionFilter,
 )
+from lit_llm.data.filters.prose import C4Config, C4Filter, FineWebConfig, FineWebFilter
 from lit_llm.data.normalize import normalize_newlines
 from lit_llm.errors import UserError
 
@@ -47,11 +44,14 @@ FILTER_SETS: dict[str, tuple[str, ...]] = {
     "none": (),
 }
 _FILTER_CLASSES = {
-    "gopher_repetition": GopherRepetitionFilter,
-    "gopher_quality": GopherQualityFilter,
-    "c4": C4Filter,
-    "fineweb": FineWebFilter,
-    "code": CodeFilter,
+    flt.name: flt
+    for flt in (
+        GopherRepetitionFilter,
+        GopherQualityFilter,
+        C4Filter,
+        FineWebFilter,
+        CodeFilter,
+    )
 }
 
 
@@ -148,7 +148,7 @@ class FilterPipeline:
         text = normalize_newlines(text)
         st.documents_in += 1
         st.chars_in += len(text)
-        doc = Doc(text)
+        doc = ParsedText(text)
         self.rejected_by = None
         for flt in self.filters:
             counts = st.filters[flt.name]
@@ -255,20 +255,3 @@ def merge_stats(*stats: dict) -> dict:
             else:
                 out.setdefault(key, value)
     return out
-
-
-_WORKER_PIPELINE: FilterPipeline | None = None
-
-
-def init_worker(cfg: FilterConfig, filter_set: FilterSet) -> None:
-    """`multiprocessing.Pool(initializer=init_worker, initargs=(cfg, filter_set))`."""
-    global _WORKER_PIPELINE
-    _WORKER_PIPELINE = FilterPipeline(cfg, filter_set)
-
-
-def filter_batch_in_worker(batch: tuple[list[str], list[str] | None]) -> tuple[list[str | None], FilterState]:
-    """Pool task: filter (texts, ids) in this worker's pipeline; return results and its counters.
-    The parent calls `pipeline.merge_state(state)` on each returned state."""
-    assert _WORKER_PIPELINE is not None, "call init_worker in the pool initializer"
-    texts, ids = batch
-    return _WORKER_PIPELINE.filter_batch(texts, ids), _WORKER_PIPELINE.pop_state()
