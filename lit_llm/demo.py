@@ -79,18 +79,10 @@ def demo_command(
     from lit_llm.export import export_checkpoint
     from lit_llm.generate import generate_text
     from lit_llm.lightning_cli import run_lightning_cli
-    from lit_llm.plot import plot_loss_curve
     from lit_llm.tokenizer import load_tokenizer, train_tokenizer
 
     started = time.perf_counter()
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise UserError(f"{out}: folder exists and is not empty (pass --overwrite true or another --out)")
-    if overwrite and out.exists():
-        import shutil
-
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = empty_run_folder(Path(out), overwrite)
     recipe, sources = default_recipe()
     print(f"[1/6] sources: {', '.join(f'{s.name} ({s.paths[0]})' for s in sources)}")
     print(f"[2/6] training a {vocab_size}-token BPE tokenizer")
@@ -108,9 +100,15 @@ def demo_command(
         gpt, load_tokenizer(out / "tokenizer"), prompt, max_new_tokens=120, temperature=0.8, top_k=40, seed=0
     )
     hf_dir = export_checkpoint(ckpt, out / "hf")
-    plot = plot_loss_curve(out)
     print(f"[6/6] done in {time.perf_counter() - started:.0f} s\n")
     print(f"sample ({prompt!r}):\n{prompt}{sample}\n")
+    print_summary(out, info, manifest, val, ckpt, hf_dir)
+
+
+def print_summary(out: Path, info, manifest: dict, val: dict, ckpt: Path, hf_dir: Path) -> None:
+    """The demo's last lines: tokens, steps, validation figures, rollbacks and where each output is."""
+    from lit_llm.plot import plot_loss_curve
+
     summary = {
         "tokens seen": f"{info.tokens_seen:,}",
         "optimizer steps": info.global_step,
@@ -120,11 +118,23 @@ def demo_command(
         "spike rollbacks": rollback_summary(out),
         "checkpoint": ckpt,
         "logs": out / "logs",
-        "loss curve": plot,
+        "loss curve": plot_loss_curve(out),
         "hugging face export": hf_dir,
     }
     width = max(map(len, summary))
     print("\n".join(f"{k:<{width}}  {v}" for k, v in summary.items()))
+
+
+def empty_run_folder(out: Path, overwrite: bool) -> Path:
+    """`out`, created empty; an earlier run's outputs are removed only with `overwrite`."""
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise UserError(f"{out}: folder exists and is not empty (pass --overwrite true or another --out)")
+    if overwrite and out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def rollback_summary(out: Path) -> str:

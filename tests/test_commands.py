@@ -66,9 +66,18 @@ def test_export_loads_with_transformers_and_matches(run, tmp_path):
     assert tok.eos_token == "<|endoftext|>" and model.config.eos_token_id == tok.eos_token_id
 
 
-def test_loss_curve_plot(run):
-    png = plot_loss_curve(run)
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+def test_loss_curve_plot_draws_the_training_and_validation_curves(run):
+    import matplotlib.image
+    import numpy as np
+
+    image = matplotlib.image.imread(plot_loss_curve(run))[..., :3]
+    assert image.shape == (480, 840, 3)  # 7 x 4 inches at 120 dpi
+
+    def pixels_of(hex_color: str) -> int:
+        rgb = np.array([int(hex_color[i : i + 2], 16) / 255 for i in (1, 3, 5)])
+        return int((np.abs(image - rgb).max(axis=-1) < 0.02).sum())
+
+    assert pixels_of("#1f77b4") > 500 and pixels_of("#ff7f0e") > 50  # train/loss line, val/loss markers
 
 
 def test_missing_and_foreign_checkpoints_are_user_errors(tmp_path):

@@ -10,16 +10,11 @@ from pathlib import Path
 import pytest
 
 from lit_llm.checkpoint import load_gpt
-from tests.helpers import TINY, make_text_folder, read_metrics, train_losses
+from tests.helpers import TINY, read_metrics, train_losses
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["--trainer.val_check_interval", "100", "--trainer.limit_val_batches", "2"]
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_text_folder(tmp_path_factory.mktemp("dist"))
 
 
 def lit_llm(

@@ -22,14 +22,9 @@ from lit_llm.data.datamodule import LitDataModule
 from lit_llm.model import ModelConfig
 from lit_llm.module import LitLLM
 from lit_llm.plot import read_metrics
-from tests.helpers import TINY, fit_tiny, make_text_folder
+from tests.helpers import TINY, fit_tiny
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_text_folder(tmp_path_factory.mktemp("text"))
 
 
 def last_step(run: Path) -> int:

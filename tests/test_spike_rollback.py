@@ -25,7 +25,6 @@ from lit_llm.model import ModelConfig
 from lit_llm.module import LitLLM, OptimizerConfig, ScheduleConfig
 from lit_llm.plot import plot_loss_curve, read_rollbacks
 from tests.helpers import TINY as TRAINING_TINY
-from tests.helpers import make_text_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [*TRAINING_TINY, "--trainer.val_check_interval", "100", "--trainer.limit_val_batches", "2"]
@@ -113,11 +112,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_text_folder(tmp_path_factory.mktemp("text"))
 
 
 def read_jsonl(path: Path) -> list[dict]:

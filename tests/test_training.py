@@ -12,14 +12,9 @@ import yaml
 from lit_llm.cli import main
 from lit_llm.module import LitLLM, ScheduleConfig, lr_factor
 from lit_llm.plot import read_metrics
-from tests.helpers import TINY, make_text_folder, train_losses
+from tests.helpers import TINY, train_losses
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_text_folder(tmp_path_factory.mktemp("text"))
 
 
 def test_fit_logs_loss_and_validation_metrics(data, tmp_path):

@@ -15,11 +15,6 @@ from lit_llm.errors import UserError
 from tests.helpers import TINY, fit_tiny, make_text_folder
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_text_folder(tmp_path_factory.mktemp("text"))
-
-
 def tampered_copy(data: Path, tmp_path: Path, change) -> Path:
     folder = tmp_path / "copy"
     shutil.copytree(data, folder)
