@@ -21,7 +21,8 @@ Every document gets a global order key (source, file, record, block): the source
 the recipe, the file's index in the source's sorted file list (the same whatever the number of
 tasks, since task i reads files[i::n]), the record's position in its file and the block's
 position in its document. Dedup keeps the smallest key, and shards list documents by key, so
-n tasks + merge write the same shards as one task.
+n tasks + merge write the same shards as one task. `RunChunks` reads every finished chunk of a
+run back, in that order, for the merge.
 """
 
 from __future__ import annotations
@@ -143,6 +144,57 @@ def remove_temp_files(folder: Path) -> None:
     """Delete the temp files a killed atomic write left under folder."""
     for tmp in folder.rglob(".*.tmp-*"):  # left by a killed atomic write
         tmp.unlink(missing_ok=True)
+
+
+class RunChunks:
+    """All finished chunks of a run (the merge's input): metadata, records in global order and where each
+    document's tokens are."""
+
+    def __init__(self, tdirs: list[Path]):
+        self.bases, self.metas = [], []
+        for tdir in tdirs:
+            for pkl in sorted(tdir.glob("s*/c*.pkl")):
+                meta = load_chunk(pkl.with_suffix(""))
+                if meta is None:
+                    raise UserError(
+                        f"{pkl}: chunk files are corrupt or incomplete; re-run prepare for task {tdir.name}"
+                    )
+                self.bases.append(pkl.with_suffix(""))
+                self.metas.append(meta)
+        parts = [m["records"] for m in self.metas]
+        records = np.concatenate(parts) if parts else np.zeros(0, dtype=RECORD)
+        chunk = np.repeat(np.arange(len(parts)), [len(p) for p in parts])
+        row = np.concatenate([np.arange(len(p)) for p in parts]) if parts else np.zeros(0, dtype=np.int64)
+        self.order = np.lexsort(tuple(records[f] for f in reversed(ORDER_FIELDS)))
+        self.records, self.chunk, self.row = records[self.order], chunk[self.order], row[self.order]
+        self._shards: dict[int, Shard] = {}
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def write_band_file(self, path: Path, bands: int) -> Path:
+        """One N x bands uint64 file of band keys in global order (rows scattered from the chunks)."""
+        position = np.empty(len(self.order), dtype=np.int64)
+        position[self.order] = np.arange(len(self.order))
+        with open(path, "wb") as f:
+            f.truncate(len(self.order) * bands * 8)
+        if len(self.order):
+            out = np.memmap(path, dtype="<u8", mode="r+", shape=(len(self.order), bands))
+            start = 0
+            for base, meta in zip(self.bases, self.metas):
+                n = len(meta["records"])
+                out[position[start : start + n]] = np.load(base.with_suffix(".bands.npy"))
+                start += n
+            out.flush()
+            del out
+        return path
+
+    def document(self, i: int) -> np.ndarray:
+        """Tokens of document i (global order) from its chunk's shard (memory-mapped)."""
+        k = int(self.chunk[i])
+        if k not in self._shards:
+            self._shards[k] = Shard(self.bases[k].with_suffix(".bin"))
+        return self._shards[k].document(int(self.row[i]))
 
 
 class _Pipeline:

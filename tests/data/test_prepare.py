@@ -7,6 +7,8 @@ scale-out, the recipes in configs/data/, and a training batch from the result.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import os
 import signal
@@ -21,15 +23,13 @@ import pytest
 from lit_llm.data.chunks import load_chunk
 from lit_llm.data.dedup import DedupConfig, MinHashConfig
 from lit_llm.data.filters import FilterConfig, FilterPipeline
-from lit_llm.data.prepare import (
-    load_recipe,
-    merge_command,
-    prepare_dataset,
-)
+from lit_llm.data.prepare import load_recipe, merge_command, prepare_command, prepare_dataset
+from lit_llm.data.prepare_config import PrepareConfig, build_recipe
 from lit_llm.data.recipe import SplitConfig
 from lit_llm.data.shards import Shard, ShardSet, sha256_file
+from lit_llm.data.tokenizer_training import train_tokenizer
 from lit_llm.errors import UserError
-from lit_llm.tokenizer import load_tokenizer, train_tokenizer
+from lit_llm.tokenizer import load_tokenizer
 
 REPO = Path(__file__).resolve().parents[2]
 STOP = ["the", "and", "of", "to", "that", "with", "have", "be"]
@@ -214,9 +214,11 @@ def test_rerun_is_a_noop_and_resume_skips_finished_chunks(corpus, tmp_path):
     assert m["stages"]["chunks"] == {"processed": 1, "skipped": len(chunk_files) - 1}
     assert checksums(out) == checksums(tmp_path / "ref") and first.exists()
     assert m["num_tokens"] == ref["num_tokens"] and not list(out.rglob(".*tmp-*"))
-    # A finished folder: nothing to do (the shards are not rewritten).
+    # A finished folder: nothing to do (the shards are not rewritten); a PrepareConfig says the same.
     mtime = first.stat().st_mtime_ns
     prepare(root, tok, out, shard_tokens=2000, chunk_chars=3000)
+    cfg = PrepareConfig(sources=sources(root), tokenizer=str(tok), shard_tokens=2000, chunk_chars=3000)
+    assert prepare_dataset(cfg, output=str(out), progress=False)["num_tokens"] == ref["num_tokens"]
     assert first.stat().st_mtime_ns == mtime
     # A truncated shard is found and rebuilt.
     with open(first, "r+b") as f:
@@ -478,8 +480,6 @@ def test_cli_prepare_inspect_and_errors(corpus, tmp_path, capsys):
 
 @pytest.mark.parametrize("recipe", sorted((REPO / "configs" / "data").glob("*.yaml")), ids=lambda p: p.stem)
 def test_recipes_parse(recipe):
-    from lit_llm.data.prepare import build_recipe
-
     kwargs = load_recipe(recipe)  # as `lit-llm data prepare --config RECIPE` parses it
     assert kwargs["sources"] and all(s.weight > 0 for s in kwargs["sources"])
     local = [s for s in kwargs["sources"] if s.kind != "hf"]
@@ -487,7 +487,20 @@ def test_recipes_parse(recipe):
     if local and not all(Path(p).exists() or "{" in p for p in required):
         pytest.skip(f"{recipe.name} reads data this machine lacks ({required})")
     if local:
-        assert build_recipe(**kwargs).sources  # paths resolve (optional ones may be skipped)
+        assert build_recipe(PrepareConfig(**kwargs)).sources  # paths resolve (optional ones may be skipped)
+
+
+def test_prepare_flags_are_the_config_fields(capsys):
+    from lit_llm.cli import main
+
+    params = inspect.signature(prepare_command).parameters
+    fields = dataclasses.fields(PrepareConfig)
+    assert [(p.name, p.default) for p in params.values()] == [(f.name, f.default) for f in fields]
+    with pytest.raises(SystemExit):
+        main(["data", "prepare", "--help"])
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "--shard_tokens SHARD_TOKENS Tokens per shard (a shard ends at the first document" in printed
+    assert "--keep_parts {true,false} Keep the per-task chunk files" in printed
 
 
 def test_bad_recipe_is_one_clear_error(tmp_path):
