@@ -218,7 +218,7 @@ def ensure_inputs(args: argparse.Namespace) -> None:
             sys.exit(f"{corpus}: no bench corpus and no {BUILDER} to build one")
         subprocess.run([sys.executable, str(BUILDER), "--out", str(corpus)], check=True)
     if args.tokenizer is None:
-        from lit_llm.tokenizer import train_tokenizer
+        from lit_llm.data.tokenizer_training import train_tokenizer
 
         args.tokenizer = str(Path(args.out) / "tok8k")
         start = time.perf_counter()

@@ -33,7 +33,7 @@ def elapsed() -> float:
 
 def prepare(tmp: Path, vocab: int) -> Path:
     from lit_llm.data.prepare import prepare_dataset
-    from lit_llm.tokenizer import train_tokenizer
+    from lit_llm.data.tokenizer_training import train_tokenizer
 
     text = SHAKESPEARE.read_text(encoding="utf-8")
     cut = int(len(text) * 0.9)

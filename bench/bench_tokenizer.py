@@ -41,7 +41,7 @@ def peak_rss_mb() -> float:
 
 def train_once(vocab: int, out: Path, max_chars: int | None) -> dict:
     """Runs inside the subprocess: train, then report time and this process' peak RSS."""
-    from lit_llm.tokenizer import train_tokenizer
+    from lit_llm.data.tokenizer_training import train_tokenizer
 
     start = time.perf_counter()
     inputs = [str(SHAKESPEARE), f"code:{STDLIB}"]

@@ -36,8 +36,8 @@ def build_data(folder: Path) -> Path:
     import numpy as np
 
     from lit_llm.data.shards import Manifest, token_dtype, write_shard
-    from lit_llm.data.sources import SourceSpec
-    from lit_llm.tokenizer import train_tokenizer
+    from lit_llm.data.sources import Source
+    from lit_llm.data.tokenizer_training import train_tokenizer
 
     if SHAKESPEARE.exists():
         text = SHAKESPEARE.read_text(encoding="utf-8")
@@ -49,7 +49,7 @@ def build_data(folder: Path) -> Path:
     corpus = folder / "corpus.txt"
     corpus.write_text(text, encoding="utf-8")
     tok = train_tokenizer(
-        [SourceSpec(paths=[str(corpus)], kind="text")], folder / "tokenizer", vocab_size=1024, progress=False
+        [Source(paths=[str(corpus)], kind="text")], folder / "tokenizer", vocab_size=1024, progress=False
     )
     ids = np.array(tok.encode(text), dtype=token_dtype(tok.vocab_size))
     cut = int(len(ids) * 0.9)

@@ -21,7 +21,7 @@ from lit_llm.errors import UserError, one_line_parse_error
 
 # command path -> "module:function"; each function's signature and docstring define its flags.
 PLAIN_COMMANDS: dict[tuple[str, ...], str] = {
-    ("tokenizer", "train"): "lit_llm.tokenizer:train_command",
+    ("tokenizer", "train"): "lit_llm.data.tokenizer_training:train_command",
     ("data", "prepare"): "lit_llm.data.prepare:prepare_command",
     ("data", "inspect"): "lit_llm.data.summary:inspect_command",
     ("data", "merge"): "lit_llm.data.prepare:merge_command",

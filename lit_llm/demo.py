@@ -76,10 +76,11 @@ def demo_command(
     """
     from lit_llm.checkpoint import load_gpt
     from lit_llm.data.prepare import prepare_dataset
+    from lit_llm.data.tokenizer_training import train_tokenizer
     from lit_llm.export import export_checkpoint
     from lit_llm.generate import generate_text
     from lit_llm.lightning_cli import run_lightning_cli
-    from lit_llm.tokenizer import load_tokenizer, train_tokenizer
+    from lit_llm.tokenizer import load_tokenizer
 
     started = time.perf_counter()
     out = empty_run_folder(Path(out), overwrite)

@@ -66,7 +66,7 @@ def make_text_folder(folder: Path, num_docs: int = 60, vocab_size: int = 320, se
     """A real byte-level BPE tokenizer (tokenizer/) and shards of text documents (data/) under folder."""
     import json
 
-    from lit_llm.tokenizer import train_tokenizer
+    from lit_llm.data.tokenizer_training import train_tokenizer
 
     rng = np.random.default_rng(seed)
     words = SAMPLE_TEXT.split(" ")

@@ -25,8 +25,6 @@ LAYERS = [
     ["lit_llm.lightning_cli"],
     ["lit_llm.cli", "lit_llm.demo", "lit_llm"],
 ]
-# Known departures, to be removed (the tokenizer trainer still reads sources itself).
-KNOWN = {("lit_llm.tokenizer", "lit_llm.data.sources")}
 
 
 def layer(module: str) -> int:
@@ -66,4 +64,4 @@ def test_imports_flow_one_way():
                 continue  # a package and its own modules
             if layer(target) > layer(source):
                 upward.add((source, target))
-    assert upward == KNOWN, sorted(upward - KNOWN)
+    assert not upward, sorted(upward)

@@ -1,9 +1,11 @@
-"""Tests for lit_llm/tokenizer.py: training, lossless round trip, special tokens, HF loading, errors, CLI.
+"""Tests for lit_llm/tokenizer.py and lit_llm/data/tokenizer_training.py: training, lossless round trip, special tokens, HF loading, errors, CLI.
 
 .venv/bin/python -m pytest tests/test_tokenizer.py
 """
 
+import dataclasses
 import hashlib
+import inspect
 import json
 import pickle
 import random
@@ -14,9 +16,10 @@ import tokenizers
 from transformers import AutoTokenizer
 
 from lit_llm.cli import main
-from lit_llm.data.sources import SourceSpec
+from lit_llm.data.sources import Source
+from lit_llm.data.tokenizer_training import TokenizerTrainConfig, _Feed, train_command, train_tokenizer
 from lit_llm.errors import UserError
-from lit_llm.tokenizer import EOS, PAD, _Feed, build_tokenizer, load_tokenizer, train_tokenizer
+from lit_llm.tokenizer import EOS, PAD, build_tokenizer, load_tokenizer
 
 PROSE = (
     "The quick brown fox jumps over the lazy dog. It was the best of times, it was the worst of times.\n"
@@ -155,8 +158,8 @@ def test_patterns_gpt2_and_gpt4_digits():
 def test_max_chars_samples_evenly_not_the_first_documents(tmp_path):
     for i in range(40):
         (tmp_path / f"{i:02d}.txt").write_text(f"file{i:02d} " * 100)
-    spec = SourceSpec([str(tmp_path)])
-    feed = _Feed([spec], [EOS, PAD], 8000, 0.0, 0.25, False, False)
+    config = TokenizerTrainConfig(max_chars=8000, held_out_fraction=0.0, progress=False)
+    feed = _Feed([Source([str(tmp_path)])], config, sample_rate=0.25)
     kept = {block.split()[0] for block in feed.blocks(None)}
     assert 0 < feed.chars_trained <= 8000 + 700  # the cap is hard, up to one block
     assert len(kept) >= 5 and max(kept) > "file20"  # spread over the corpus, not the first 8 files
@@ -290,8 +293,24 @@ def test_cli_train(corpus, tmp_path, capsys):
         "--progress",
         "false",
     ]
-    main(["tokenizer", "train", *args, "--special_tokens", "[<|user|>]"])
-    assert load_tokenizer(tmp_path / "t2").special_tokens["<|user|>"] == 2
+    main(["tokenizer", "train", *args, "--special_tokens", "<|user|>", "<|sys|>"])  # a list, space-separated
+    assert load_tokenizer(tmp_path / "t2").special_tokens == {EOS: 0, PAD: 1, "<|user|>": 2, "<|sys|>": 3}
+
+
+def test_cli_options_are_the_config_fields_with_their_docs(capsys):
+    fields = [f.name for f in dataclasses.fields(TokenizerTrainConfig)]
+    params = inspect.signature(train_command).parameters
+    assert list(params) == ["input", "output", *fields]
+    assert {name: params[name].default for name in fields} == dataclasses.asdict(TokenizerTrainConfig())
+    with pytest.raises(SystemExit):
+        main(["tokenizer", "train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert all(f"--{name} " in help_text for name in ["input", "output", *fields])
+    assert "Vocabulary size, special tokens included (at least 256 + number of special tokens)." in help_text
+    assert "Show a progress bar while reading." in help_text
+    with pytest.raises(SystemExit):
+        main(["tokenizer", "train", "--input", "x", "--vocab_sise", "300"])
+    assert "did you mean --vocab_size?" in capsys.readouterr().err
 
 
 def test_cli_error_is_one_line(tmp_path, capsys):

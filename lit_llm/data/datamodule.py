@@ -30,6 +30,7 @@ from lit_llm.batch import (
 from lit_llm.data.sampling import choose_windows, merge_ranges, sample_index
 from lit_llm.data.shards import Manifest, ShardSet
 from lit_llm.errors import UserError
+from lit_llm.tokenizer import load_tokenizer
 
 
 class TrainWindows(IterableDataset):
@@ -358,8 +359,6 @@ class LitDataModule(LightningDataModule):
 
 def token_byte_lengths(tokenizer_dir, vocab_size: int) -> np.ndarray | None:
     """Bytes each token id decodes to (special tokens 0), or None when the tokenizer folder is gone."""
-    from lit_llm.tokenizer import load_tokenizer
-
     try:
         lengths = load_tokenizer(tokenizer_dir).token_byte_lengths()
     except UserError:

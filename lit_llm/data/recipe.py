@@ -9,89 +9,29 @@
     filters: {c4: {enabled: false}}
     shard_tokens: 50000000
 
-`Source` is a `SourceSpec` plus three recipe conveniences: path placeholders (`{stdlib}` is the
-running interpreter's standard library, `$VAR`/`~` expand), `optional: true` (a source whose
-paths are all missing is skipped and listed in the manifest, so one recipe serves machines with
-and without some local data) and `max_chars` (read about that many characters: a deterministic
-hash sample of documents). `Recipe` is the resolved, output-affecting part of a run; its
-sha256 is stored in the folder so a run with another recipe refuses to mix into it.
+Each source is a `lit_llm.data.sources.Source`, with three recipe conveniences: path placeholders
+(`{stdlib}` is the running interpreter's standard library, `$VAR`/`~` expand), `optional: true` (a
+source whose paths are all missing is skipped and listed in the manifest, so one recipe serves
+machines with and without some local data) and `max_chars` (read about that many characters: a
+deterministic hash sample of documents). `Recipe` is the resolved, output-affecting part of a run;
+its sha256 is stored in the folder so a run with another recipe refuses to mix into it.
 """
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import os
 import re
-import sysconfig
 from dataclasses import asdict, dataclass, field
 
 from lit_llm.data.dedup import DedupConfig
 from lit_llm.data.filters import FilterConfig
-from lit_llm.data.sources import SourceSpec
+from lit_llm.data.sources import Source, path_exists, to_source
 from lit_llm.errors import UserError
 
 FORMAT_VERSION = 1
-SPLITS = ("auto", "train", "val")
-_PLACEHOLDERS = {"{stdlib}": lambda: sysconfig.get_paths()["stdlib"]}
 _SAFE_NAME = re.compile(r"[^\w.-]+")
-
-
-@dataclass
-class Source(SourceSpec):
-    """A recipe source: a `SourceSpec` (paths, name, kind, weight, text_field, filters, ...) plus:
-
-    Args:
-        optional: Skip this source (listed under `skipped_sources` in the manifest) when none of
-            its paths exist; missing paths of a source with some existing paths are dropped.
-        max_chars: Read about this many characters: documents are kept when a hash of their
-            position (file index, record) falls under max_chars / (the source's size on disk).
-        split: auto (hash split into train/val), train or val (every document of the source).
-            A val source turns the hash split off: the other sources go to train whole.
-    """
-
-    optional: bool = False
-    max_chars: int | None = None
-    split: str = "auto"
-
-    def __post_init__(self) -> None:
-        if isinstance(self.paths, (str, os.PathLike)):
-            self.paths = [self.paths]
-        if self.kind != "hf":
-            self.paths = [expand_path(str(p)) for p in self.paths]
-        super().__post_init__()
-        if self.split not in SPLITS:
-            raise UserError(
-                f"source {self.name}: split must be one of {', '.join(SPLITS)}, got {self.split!r}"
-            )
-        if self.max_chars is not None and self.max_chars <= 0:
-            raise UserError(f"source {self.name}: max_chars must be > 0")
-
-
-def expand_path(path: str) -> str:
-    """Expand `{stdlib}`, environment variables and `~` in a recipe path."""
-    for token, value in _PLACEHOLDERS.items():
-        if token in path:
-            path = path.replace(token, value())
-    return os.path.expanduser(os.path.expandvars(path))
-
-
-def _exists(path: str) -> bool:
-    return bool(glob.glob(path, recursive=True)) if re.search(r"[*?\[]", path) else os.path.exists(path)
-
-
-def to_source(item: SourceSpec | dict | str) -> Source:
-    """A `Source` from a `SourceSpec`, a dict (YAML) or a "PATH" / "KIND:PATH" string."""
-    if isinstance(item, Source):
-        return item
-    if isinstance(item, SourceSpec):
-        return Source(**asdict(item))
-    if isinstance(item, dict):
-        return Source(**item)
-    from lit_llm.tokenizer import parse_input
-
-    return Source(**asdict(parse_input(str(item))))
 
 
 @dataclass
@@ -164,7 +104,7 @@ def resolve_sources(sources: list[Source]) -> tuple[list[Source], list[dict]]:
     kept, skipped = [], []
     for src in sources:
         if src.optional and src.kind != "hf":
-            present = [p for p in src.paths if _exists(p)]
+            present = [p for p in src.paths if path_exists(p)]
             if not present:
                 skipped.append({"name": src.name, "paths": src.paths, "reason": "optional, paths not found"})
                 continue

@@ -1,13 +1,12 @@
-"""Source readers: turn files, code trees, Common Crawl archives and hub data sets into `Document`s.
+"""Sources: what one is (`Source`, an entry of a recipe's `sources:` or one `--input`), which files
+it holds, and its documents, read by the format readers of `lit_llm.data.readers`:
 
-One reader per format, shared by the tokenizer trainer and the data pipeline:
-
-    from lit_llm.data.sources import SourceSpec, ReadStats, iter_documents
+    from lit_llm.data.sources import ReadStats, Source, iter_documents
     stats = ReadStats()
-    for doc in iter_documents(SourceSpec(paths=["corpus/*.jsonl.zst"]), stats):
+    for doc in iter_documents(Source(paths=["corpus/*.jsonl.zst"]), stats):
         ...
 
-Formats (`SourceSpec.kind`; "auto" decides per file by extension):
+Formats (`Source.kind`; "auto" decides per file by extension):
   text     .txt .md .markdown .rst: one document per file
   jsonl    .jsonl .jsonl.gz .jsonl.zst .json: one document per line, text in `text_field`
   parquet  .parquet: one document per row, read by record batch (bounded memory)
@@ -29,20 +28,21 @@ lines and records without text are skipped, counted and logged as "file:line: re
 from __future__ import annotations
 
 import glob
-import gzip
-import io
-import json
 import os
 import re
-import zlib
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+import sysconfig
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+from lit_llm.data.documents import Document, ReadStats
+from lit_llm.data.filters.pipeline import FILTER_SETS
+from lit_llm.data.readers import read_file, read_hub_dataset
 from lit_llm.errors import UserError
 
 KINDS = ("auto", "text", "jsonl", "parquet", "code", "warc", "wet", "hf")
-FILTER_SETS = ("auto", "prose", "code", "none")
+FILTERS = ("auto", *FILTER_SETS)  # a source's `filters`: a filter set, or auto (by kind)
+SPLITS = ("auto", "train", "val")
 # Extensions per kind, checked in this order against the lower-cased file name (".wet.gz" before ".gz").
 KIND_EXTENSIONS: dict[str, tuple[str, ...]] = {
     "wet": (".wet", ".wet.gz"),
@@ -123,64 +123,59 @@ CODE_SKIP_DIRS = frozenset(
         "target",
     }
 )
-BINARY_SNIFF_BYTES = 8192
-MAX_LOG_LINES = 1000
-TRUE = ("1", "true", "yes", "on")
+# Characters per byte on disk, to estimate a corpus' size from its files (`estimate_chars`).
+_SIZE_FACTORS = {".gz": 4.0, ".zst": 4.0, ".parquet": 3.0}
+_PLACEHOLDERS = {"{stdlib}": lambda: sysconfig.get_paths()["stdlib"]}
 _GLOB_CHARS = re.compile(r"[*?\[]")
-_SURROGATES = re.compile(r"[\ud800-\udfff]")
 
 
 @dataclass
-class Document:
-    """One document read from a source."""
-
-    text: str
-    source: str
-    id: str
-    meta: dict = field(default_factory=dict)
-
-
-@dataclass
-class SourceSpec:
-    """One entry of a data recipe's `sources:` list.
-
-    Args:
-        paths: Files, directories or globs (`**` recurses); for kind "hf", the data set's hub name.
-        name: Source name used in ids, the manifest and mixture weights; defaults from the first path.
-        kind: auto|text|jsonl|parquet|code|warc|wet|hf. "auto" decides per file by extension.
-        weight: Mixture weight of this source when the training data module samples sources.
-        text_field: JSON key / Parquet column / hub data set column holding the text.
-        extensions: File extensions kept when walking a directory or expanding a glob; default per kind
-            (common source extensions for code, all known data formats for auto).
-        max_file_bytes: Code files larger than this are skipped and counted (text files are always read).
-        hf_split: Split of the hub data set.
-        hf_config: Configuration (subset) name of the hub data set.
-        hf_limit: Read at most this many records from the hub data set (per task).
-        filters: Quality filter set the pipeline applies: prose|code|none|auto (code for kind code,
-            prose otherwise).
-    """
+class Source:
+    """One source of text: an entry of a data recipe's `sources:` list, or one `--input`."""
 
     paths: list[str]
+    """Files, directories or globs (`**` recurses); for kind "hf", the data set's hub name.
+    `{stdlib}` (the running interpreter's standard library), `$VAR` and `~` expand."""
     name: str | None = None
+    """Source name used in ids, the manifest and mixture weights; defaults from the first path."""
     kind: str = "auto"
+    """auto|text|jsonl|parquet|code|warc|wet|hf. "auto" decides per file by extension."""
     weight: float = 1.0
+    """Mixture weight of this source when the training data module samples sources."""
     text_field: str = "text"
+    """JSON key / Parquet column / hub data set column holding the text."""
     extensions: list[str] | None = None
+    """File extensions kept when walking a directory or expanding a glob; default per kind
+    (common source extensions for code, all known data formats for auto)."""
     max_file_bytes: int = 1_000_000
+    """Code files larger than this are skipped and counted (text files are always read)."""
     hf_split: str = "train"
+    """Split of the hub data set."""
     hf_config: str | None = None
+    """Configuration (subset) name of the hub data set."""
     hf_limit: int | None = None
+    """Read at most this many records from the hub data set (per task)."""
     filters: str = "auto"
+    """Quality filter set the pipeline applies: prose|code|none|auto (code for kind code, prose otherwise)."""
+    optional: bool = False
+    """Skip this source (listed under `skipped_sources` in the manifest) when none of its paths
+    exist; missing paths of a source with some existing paths are dropped."""
+    max_chars: int | None = None
+    """Read about this many characters: documents are kept when a hash of their position (file
+    index, record) falls under max_chars / (the source's size on disk)."""
+    split: str = "auto"
+    """auto (hash split into train/val), train or val (every document of the source).
+    A val source turns the hash split off: the other sources go to train whole."""
 
     def __post_init__(self) -> None:
         if isinstance(self.paths, (str, os.PathLike)):
             self.paths = [self.paths]
-        self.paths = [str(p) for p in self.paths]
+        self.paths = [str(p) if self.kind == "hf" else expand_path(str(p)) for p in self.paths]
         if not self.paths:
             raise UserError("source has no paths")
         checks = [
             (self.kind in KINDS, f"unknown kind {self.kind!r} (one of {', '.join(KINDS)})"),
-            (self.filters in FILTER_SETS, f"unknown filters {self.filters!r} ({'|'.join(FILTER_SETS)})"),
+            (self.filters in FILTERS, f"unknown filters {self.filters!r} ({'|'.join(FILTERS)})"),
             (self.weight > 0, f"weight must be > 0, got {self.weight}"),
             (self.max_file_bytes > 0, "max_file_bytes must be > 0"),
             (self.kind != "hf" or len(self.paths) == 1, "kind hf takes exactly one data set name"),
@@ -190,6 +185,12 @@ class SourceSpec:
                 raise UserError(f"source {self.paths[0]}: {problem}")
         if self.name is None:
             self.name = _default_name(self.paths[0])
+        if self.split not in SPLITS:
+            raise UserError(
+                f"source {self.name}: split must be one of {', '.join(SPLITS)}, got {self.split!r}"
+            )
+        if self.max_chars is not None and self.max_chars <= 0:
+            raise UserError(f"source {self.name}: max_chars must be > 0")
 
     @property
     def filter_set(self) -> str:
@@ -197,6 +198,27 @@ class SourceSpec:
         if self.filters != "auto":
             return self.filters
         return "code" if self.kind == "code" else "prose"
+
+
+def to_source(item: Source | dict | str, text_field: str = "text") -> Source:
+    """A `Source` from a dict (YAML) or a "PATH" / "KIND:PATH" string ("code:/usr/lib/python3.11",
+    "hf:user/data"; `text_field` applies to strings); a `Source` is returned as it is."""
+    if isinstance(item, Source):
+        return item
+    if isinstance(item, dict):
+        return Source(**item)
+    kind, sep, rest = str(item).partition(":")
+    if sep and kind in KINDS and rest:
+        return Source(paths=[rest], kind=kind, text_field=text_field)
+    return Source(paths=[str(item)], text_field=text_field)
+
+
+def expand_path(path: str) -> str:
+    """Expand `{stdlib}`, environment variables and `~` in a source path."""
+    for token, value in _PLACEHOLDERS.items():
+        if token in path:
+            path = path.replace(token, value())
+    return os.path.expanduser(os.path.expandvars(path))
 
 
 def _default_name(path: str) -> str:
@@ -208,53 +230,12 @@ def _default_name(path: str) -> str:
     return name
 
 
-@dataclass
-class ReadStats:
-    """What a reader read, skipped and repaired; `merge` sums two, `as_dict` is JSON for a manifest."""
-
-    files: int = 0
-    documents: int = 0
-    bytes: int = 0  # UTF-8 bytes of the documents' text
-    chars: int = 0
-    skipped_files: dict[str, int] = field(default_factory=dict)  # reason -> count
-    skipped_records: dict[str, int] = field(default_factory=dict)  # reason -> count (empty, no text...)
-    skipped_dirs: int = 0
-    malformed_lines: int = 0
-    replaced_bytes: int = 0  # undecodable bytes replaced by U+FFFD
-    log: list[str] = field(default_factory=list)  # "file:line: reason", first MAX_LOG_LINES
-    log_dropped: int = 0
-
-    def note(self, where: str, reason: str) -> None:
-        if len(self.log) < MAX_LOG_LINES:
-            self.log.append(f"{where}: {reason}")
-        else:
-            self.log_dropped += 1
-
-    def skip_file(self, path: Path, reason: str) -> None:
-        self.skipped_files[reason] = self.skipped_files.get(reason, 0) + 1
-        self.note(str(path), f"skipped ({reason})")
-
-    def skip_record(self, where: str, reason: str) -> None:
-        self.skipped_records[reason] = self.skipped_records.get(reason, 0) + 1
-        self.note(where, f"skipped ({reason})")
-
-    def merge(self, other: ReadStats) -> None:
-        """Add another task's or source's counts to these."""
-        for name, theirs in other.__dict__.items():
-            mine = getattr(self, name)
-            if isinstance(theirs, dict):
-                mine.update({key: mine.get(key, 0) + count for key, count in theirs.items()})
-            elif isinstance(theirs, list):
-                for line in theirs:
-                    self.note(*line.split(": ", 1))
-            else:
-                setattr(self, name, mine + theirs)
-
-    def as_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "log"}
-
-
 # ---------------------------------------------------------------- files
+
+
+def path_exists(path: str) -> bool:
+    """True when a path exists or a glob matches something."""
+    return bool(glob.glob(path, recursive=True)) if _GLOB_CHARS.search(path) else os.path.exists(path)
 
 
 def _skip_dir(name: str, code_tree: bool) -> bool:
@@ -334,278 +315,7 @@ def detect_kind(path: Path) -> str | None:
     return None
 
 
-# ---------------------------------------------------------------- text normalisation
-
-
-def decode_text(data: bytes, stats: ReadStats | None = None) -> str:
-    """UTF-8 bytes to text: undecodable bytes become U+FFFD (one per byte, counted), newlines "\\n"."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        # surrogateescape maps each bad byte to one lone surrogate, which makes them easy to count.
-        text, bad = _SURROGATES.subn("\ufffd", data.decode("utf-8", errors="surrogateescape"))
-        if stats is not None:
-            stats.replaced_bytes += bad
-    return normalize_text(text)
-
-
-def normalize_text(text: str) -> str:
-    """Newlines to "\\n" and no leading BOM (decoding already made the text valid)."""
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return text
-
-
-def _emit(text: str, spec: SourceSpec, doc_id: str, meta: dict, stats: ReadStats) -> Document | None:
-    """Final checks shared by all readers: valid UTF-8 (no lone surrogates), not blank; update stats."""
-    try:
-        nbytes = len(text.encode("utf-8"))
-    except UnicodeEncodeError:  # lone surrogates, e.g. from a JSON "\udc80" escape
-        text, bad = _SURROGATES.subn("\ufffd", text)
-        stats.replaced_bytes += bad
-        nbytes = len(text.encode("utf-8"))
-    if not text.strip():
-        stats.skip_record(doc_id, "empty")
-        return None
-    stats.documents += 1
-    stats.bytes += nbytes
-    stats.chars += len(text)
-    return Document(text=text, source=spec.name, id=doc_id, meta=meta)
-
-
-# ---------------------------------------------------------------- readers
-
-
-def _read_file(path: Path, root: Path, spec: SourceSpec, stats: ReadStats, strict: bool, code: bool):
-    """One document per file. Code trees skip unreadable, binary and oversized files; text files
-    are read whatever their size, and an unreadable one is an error (the user named it)."""
-    try:
-        if code and path.stat().st_size > spec.max_file_bytes:
-            stats.skip_file(path, "too_large")
-            return
-        data = path.read_bytes()
-    except OSError as err:
-        if strict or not code:
-            raise UserError(f"{path}: cannot read ({err.strerror or err})") from err
-        stats.skip_file(path, "unreadable")
-        return
-    if b"\0" in data[:BINARY_SNIFF_BYTES]:
-        if strict and not code:
-            raise UserError(f"{path}: binary file (NUL byte in the first 8 KB), not text")
-        stats.skip_file(path, "binary")
-        return
-    stats.files += 1
-    meta = {"path": str(path)}
-    if code:
-        meta["relpath"] = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
-    doc = _emit(decode_text(data, stats), spec, str(path), meta, stats)
-    if doc is not None:
-        yield doc
-
-
-def _open_lines(path: Path) -> io.BufferedIOBase:
-    name = path.name.lower()
-    try:
-        if name.endswith(".gz"):
-            return gzip.open(path, "rb")
-        if name.endswith(".zst"):
-            import zstandard
-
-            raw = open(path, "rb")  # noqa: SIM115 (closed with the reader, by the caller)
-            reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=True)
-            return io.BufferedReader(reader)
-        return open(path, "rb")
-    except OSError as err:
-        raise UserError(f"{path}: cannot read ({err.strerror or err})") from err
-
-
-def _bad_line(where: str, reason: str, stats: ReadStats, strict: bool) -> None:
-    if strict:
-        raise UserError(f"{where}: {reason}")
-    stats.malformed_lines += 1
-    stats.note(where, reason)
-
-
-def _read_jsonl(path: Path, spec: SourceSpec, stats: ReadStats, strict: bool) -> Iterator[Document]:
-    stats.files += 1
-    with _open_lines(path) as f:
-        lineno = 0
-        try:
-            for lineno, line in enumerate(f, start=1):  # noqa: B007 (lineno used after the loop)
-                if not line.strip():
-                    continue
-                where = f"{path}:{lineno}"
-                try:
-                    record = json.loads(decode_text(line, stats))
-                except json.JSONDecodeError as err:
-                    _bad_line(where, f"malformed JSON ({err.msg})", stats, strict)
-                    continue
-                text = record.get(spec.text_field) if isinstance(record, dict) else None
-                if not isinstance(text, str):
-                    _bad_line(where, f"no string field {spec.text_field!r}", stats, strict)
-                    continue
-                doc = _emit(normalize_text(text), spec, where, {"path": str(path), "line": lineno}, stats)
-                if doc is not None:
-                    yield doc
-        except Exception as err:
-            if isinstance(err, UserError) or not _is_corrupt_stream(err):
-                raise
-            raise UserError(f"{path}:{lineno + 1}: corrupt or truncated file ({err})") from err
-
-
-def _is_corrupt_stream(err: Exception) -> bool:
-    """A decompression or I/O failure in the middle of a (compressed) file."""
-    return isinstance(err, (OSError, EOFError, zlib.error)) or type(err).__module__.startswith("zstandard")
-
-
-def _read_parquet(path: Path, spec: SourceSpec, stats: ReadStats, strict: bool) -> Iterator[Document]:
-    import pyarrow.parquet as pq
-
-    try:
-        pf = pq.ParquetFile(path)
-    except OSError as err:
-        raise UserError(f"{path}: not a readable Parquet file ({err})") from err
-    columns = pf.schema_arrow.names
-    if spec.text_field not in columns:
-        raise UserError(f"{path}: no column {spec.text_field!r} (columns: {', '.join(columns[:10])})")
-    stats.files += 1
-    row = 0
-    for batch in pf.iter_batches(batch_size=1024, columns=[spec.text_field]):
-        for text in batch.column(0).to_pylist():
-            where = f"{path}:{row}"
-            row += 1
-            if not isinstance(text, str):
-                if strict:
-                    raise UserError(f"{where}: {spec.text_field!r} is not a string")
-                stats.skip_record(where, "no_text")
-                continue
-            doc = _emit(normalize_text(text), spec, where, {"path": str(path), "row": row - 1}, stats)
-            if doc is not None:
-                yield doc
-
-
-def _decode_html(data: bytes, content_type: str, stats: ReadStats) -> str:
-    """Decode an HTTP body by the charset of its Content-Type (UTF-8 when absent or unknown)."""
-    match = re.search(r"charset=[\"']?([\w.:-]+)", content_type, re.IGNORECASE)
-    charset = match.group(1).lower().replace("_", "-") if match else "utf-8"
-    if charset not in ("utf-8", "utf8", "us-ascii", "ascii"):
-        try:
-            return normalize_text(data.decode(charset, errors="replace"))
-        except LookupError:
-            pass
-    return decode_text(data, stats)
-
-
-def _warc_html_text(record, where: str, url: str, stats: ReadStats) -> str | None:
-    """The main text of a 2xx HTML response record (trafilatura), or None (skip counted)."""
-    import trafilatura
-
-    ctype = record.http_headers.get_header("Content-Type") or ""
-    status = record.http_headers.get_statuscode() or ""
-    if not ctype.lower().startswith(("text/html", "application/xhtml")):
-        stats.skip_record(where, "not_html")
-        return None
-    if not status.startswith("2"):
-        stats.skip_record(where, f"http_{status or 'unknown'}")
-        return None
-    html = _decode_html(record.content_stream().read(), ctype, stats)
-    text = trafilatura.extract(html, url=url, include_comments=False, deduplicate=False)
-    if not text:
-        stats.skip_record(where, "no_text_extracted")
-        return None
-    return normalize_text(text)
-
-
-def _read_warc(path: Path, spec: SourceSpec, stats: ReadStats, wet: bool) -> Iterator[Document]:
-    """WARC: HTML responses (2xx) extracted with trafilatura. WET: the text of conversion records."""
-    from warcio.archiveiterator import ArchiveIterator
-    from warcio.exceptions import ArchiveLoadFailed
-
-    stats.files += 1
-    try:
-        with open(path, "rb") as f:
-            for n, record in enumerate(ArchiveIterator(f)):
-                where = f"{path}:{n}"
-                url, rec_id = (
-                    record.rec_headers.get_header(h) for h in ("WARC-Target-URI", "WARC-Record-ID")
-                )
-                if wet and record.rec_type == "conversion":
-                    text = decode_text(record.content_stream().read(), stats)
-                elif not wet and record.rec_type == "response" and record.http_headers is not None:
-                    text = _warc_html_text(record, where, url, stats)
-                else:
-                    continue
-                meta = {"path": str(path), "url": url, "record_id": rec_id}
-                doc = _emit(text, spec, where, meta, stats) if text is not None else None
-                if doc is not None:
-                    yield doc
-    except OSError as err:
-        raise UserError(f"{path}: cannot read ({err.strerror or err})") from err
-    except ArchiveLoadFailed as err:
-        raise UserError(f"{path}: not a valid WARC/WET file ({str(err).splitlines()[0]})") from err
-
-
-def _read_hf(spec: SourceSpec, stats: ReadStats, task_index: int, num_tasks: int) -> Iterator[Document]:
-    """Stream a hub data set with `datasets` (hf_transfer on when installed); offline is a UserError."""
-    name = spec.paths[0]
-    offline = [v for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE") if os.environ.get(v, "").lower() in TRUE]
-    if offline:
-        raise UserError(
-            f"hf source {name}: streaming needs the Hugging Face Hub but {offline[0]}=1 (offline); "
-            "unset it, or download the data set and use it as jsonl/parquet files"
-        )
-    _enable_hf_transfer()
-    from datasets import load_dataset
-    from datasets.distributed import split_dataset_by_node
-
-    try:
-        ds = load_dataset(name, spec.hf_config, split=spec.hf_split, streaming=True)
-    except Exception as err:  # the hub reports a bad name, config or a network error many ways
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        hint = " (no network? set HF_HUB_OFFLINE=1 and use local files)" if _is_network_error(err) else ""
-        raise UserError(f"hf source {name}: cannot open split {spec.hf_split!r}: {first}{hint}") from err
-    if num_tasks > 1:
-        ds = split_dataset_by_node(ds, rank=task_index, world_size=num_tasks)
-    if spec.hf_limit is not None:
-        ds = ds.take(spec.hf_limit)
-    for i, record in enumerate(ds):
-        where = f"{name}/{spec.hf_split}:{task_index}/{num_tasks}:{i}"
-        text = record.get(spec.text_field)
-        if not isinstance(text, str):
-            stats.skip_record(where, "no_text")
-            continue
-        doc = _emit(normalize_text(text), spec, where, {"dataset": name, "index": i}, stats)
-        if doc is not None:
-            yield doc
-
-
-def _enable_hf_transfer() -> None:
-    """Turn on hf_transfer when installed and used: huggingface_hub >= 1.0 downloads through Xet and
-    only warns about HF_HUB_ENABLE_HF_TRANSFER, so it is set for older versions only."""
-    import importlib.util
-
-    import huggingface_hub
-
-    if int(huggingface_hub.__version__.split(".")[0]) >= 1 or importlib.util.find_spec("hf_transfer") is None:
-        return
-    os.environ.setdefault("HF_HUB_ENABLE_HF_TRANSFER", "1")
-    huggingface_hub.constants.HF_HUB_ENABLE_HF_TRANSFER = os.environ["HF_HUB_ENABLE_HF_TRANSFER"] in TRUE
-
-
-def _is_network_error(err: BaseException) -> bool:
-    while err is not None:
-        if isinstance(err, (ConnectionError, TimeoutError)) or "connect" in type(err).__name__.lower():
-            return True
-        err = err.__cause__ or err.__context__
-    return False
-
-
-# ---------------------------------------------------------------- entry point
-
-
-def source_files(spec: SourceSpec, task_index: int = 0, num_tasks: int = 1, stats=None) -> list:
+def source_files(spec: Source, task_index: int = 0, num_tasks: int = 1, stats=None) -> list:
     """The (file, root) pairs of a file source that task `task_index` of `num_tasks` reads: files[i::n]."""
     if not 0 <= task_index < num_tasks:
         raise UserError(f"task_index must be in [0, {num_tasks}), got {task_index}")
@@ -619,8 +329,23 @@ def source_files(spec: SourceSpec, task_index: int = 0, num_tasks: int = 1, stat
     return pairs[task_index::num_tasks]
 
 
+def estimate_chars(sources: Sequence[Source]) -> int | None:
+    """Rough corpus size in characters from file sizes (no reading); None when unknown (hub data)."""
+    total = 0.0
+    for spec in sources:
+        if spec.kind == "hf":
+            return None
+        for path, _ in source_files(spec):
+            factor = next((f for ext, f in _SIZE_FACTORS.items() if path.name.lower().endswith(ext)), 1.0)
+            total += path.stat().st_size * factor
+    return int(total)
+
+
+# ---------------------------------------------------------------- documents
+
+
 def iter_documents(
-    spec: SourceSpec,
+    spec: Source,
     stats: ReadStats | None = None,
     strict: bool = False,
     task_index: int = 0,
@@ -640,18 +365,11 @@ def iter_documents(
     if not 0 <= task_index < num_tasks:
         raise UserError(f"task_index must be in [0, {num_tasks}), got {task_index}")
     if spec.kind == "hf":
-        yield from _read_hf(spec, stats, task_index, num_tasks)
+        yield from read_hub_dataset(spec, stats, task_index, num_tasks)
         return
     for path, root in source_files(spec, task_index, num_tasks, stats):
         kind = spec.kind if spec.kind != "auto" else detect_kind(path)
         if kind is None:
             known = ", ".join(k for k in KINDS if k not in ("auto", "hf"))
             raise UserError(f"{path}: unknown format (extension); set the source's kind ({known})")
-        if kind in ("code", "text"):
-            yield from _read_file(path, root, spec, stats, strict, code=kind == "code")
-        elif kind == "jsonl":
-            yield from _read_jsonl(path, spec, stats, strict)
-        elif kind == "parquet":
-            yield from _read_parquet(path, spec, stats, strict)
-        else:
-            yield from _read_warc(path, spec, stats, wet=kind == "wet")
+        yield from read_file(path, root, kind, spec, stats, strict)

@@ -15,6 +15,7 @@ import numpy as np
 
 from lit_llm.data.shards import Manifest, ShardSet
 from lit_llm.errors import UserError
+from lit_llm.tokenizer import load_tokenizer
 
 
 def _n(x: float) -> str:
@@ -186,8 +187,6 @@ def summarize(manifest: dict, folder: str | Path = "") -> str:
 def _decode_documents(
     folder: Path, manifest: Manifest, split: str, source: str | None, num_docs: int, max_chars: int
 ) -> list[str]:
-    from lit_llm.tokenizer import load_tokenizer
-
     shards = ShardSet.open(folder, split, source)
     if shards.num_documents == 0:
         return [f"(no {split} documents{f' from {source}' if source else ''})"]

@@ -13,9 +13,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from lit_llm.data.recipe import Recipe, Source
+from lit_llm.data.documents import ReadStats
+from lit_llm.data.recipe import Recipe
 from lit_llm.data.sampling import key_uniform
-from lit_llm.data.sources import ReadStats, iter_documents, source_files
+from lit_llm.data.sources import Source, estimate_chars, iter_documents, source_files
 
 BATCH_CHARS = 1 << 19  # characters per worker batch: enough to amortise pickling, small enough to balance
 BATCH_DOCS = 512
@@ -44,8 +45,6 @@ def sample_rate(src: Source) -> float:
     """Fraction of documents kept for `max_chars` (from the source's size on disk)."""
     if src.max_chars is None or src.kind == "hf":
         return 1.0
-    from lit_llm.tokenizer import estimate_chars
-
     total = estimate_chars([src]) or 0
     return min(1.0, src.max_chars / total) if total else 1.0
 

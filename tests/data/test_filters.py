@@ -8,6 +8,7 @@ import random
 import numpy as np
 import pytest
 
+from lit_llm.data.documents import ReadStats, decode_text
 from lit_llm.data.filters import FilterConfig, FilterPipeline, merge_stats
 from lit_llm.data.filters.base import ParsedText
 from lit_llm.data.filters.code import CodeConfig
@@ -20,8 +21,8 @@ from lit_llm.data.filters.gopher import (
 )
 from lit_llm.data.filters.prose import C4Config, C4Filter, FineWebConfig, FineWebFilter, count_sentences
 from lit_llm.data.normalize import normalize_newlines, split_words
-from lit_llm.data.recipe import Recipe, Source
-from lit_llm.data.sources import ReadStats, decode_text
+from lit_llm.data.recipe import Recipe
+from lit_llm.data.sources import Source
 from lit_llm.data.task_workers import WorkerSetup, worker_pool
 from lit_llm.errors import UserError
 
