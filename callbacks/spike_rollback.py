@@ -16,13 +16,11 @@ See docs/spike_rollback.md.
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 
 from lit_llm.errors import UserError
@@ -32,19 +30,13 @@ from lit_llm.rollback import (
     CleanCheckpoints,
     EventLog,
     LRCooldown,
+    check_rollback_support,
+    refresh_last_checkpoints,
     restore_in_place,
     step_signals,
 )
 from lit_llm.spike_detector import SpikeDetector
 
-DATAMODULE_API = (
-    "position",
-    "batch_size",
-    "skip_positions",
-    "restart_stream",
-    "state_dict",
-    "load_state_dict",
-)
 AT_LEAST = {"every_n_steps": 1, "keep_last": 1, "max_rollbacks": 1, "rollback_window": 1}
 AT_LEAST |= {"clean_after_steps": 0, "extra_skip_batches": 0, "cooldown_steps": 0}
 
@@ -117,16 +109,7 @@ class LossSpikeRollback(Callback):
         root = Path(trainer.default_root_dir)
         self.dirpath = str(self.dirpath or root / "checkpoints" / "clean")
         self.events_file = self.event_log.path = str(self.events_file or root / "spike_events.jsonl")
-        missing = [a for a in DATAMODULE_API if not hasattr(trainer.datamodule, a)]
-        if missing:
-            raise UserError(
-                f"LossSpikeRollback needs a datamodule with {', '.join(DATAMODULE_API)} "
-                f"(lit_llm.data.datamodule.LitDataModule; missing: {', '.join(missing)})"
-            )
-        if not pl_module.automatic_optimization:
-            raise UserError("LossSpikeRollback supports automatic optimization only")
-        if "dataloader_iter" in inspect.signature(pl_module.training_step).parameters:
-            raise UserError("LossSpikeRollback needs batches passed to training_step (not a dataloader_iter)")
+        check_rollback_support(trainer, pl_module)
         if self._max_steps is None:
             self._max_steps = trainer.max_steps  # as configured; grown by the discarded steps
         self._fit_trainer = trainer
@@ -164,7 +147,7 @@ class LossSpikeRollback(Callback):
             spike, self._spike = self._spike, None
             event = self.event_log.record(trainer, {**spike, **self.recover(trainer, pl_module, spike)})
             if event.get("action") == "rollback":
-                self._refresh_last_checkpoints(trainer)
+                refresh_last_checkpoints(trainer)
         else:
             self.checkpoints.confirm(trainer.global_step)
             if trainer.global_step % self.every_n_steps == 0:
@@ -261,11 +244,7 @@ class LossSpikeRollback(Callback):
             return
         for p in self._params:  # the optimizer skips parameters without a gradient: no update at all
             p.grad = None
-        recent = [
-            e
-            for e in self.event_log.events
-            if e["event"] == "spike" and step - e["step"] <= self.rollback_window
-        ]
+        recent = self.event_log.spikes_within(step, self.rollback_window)
         self._spike = {
             "event": "spike",
             "step": step,
@@ -289,15 +268,6 @@ class LossSpikeRollback(Callback):
         path = str(Path(self.dirpath) / f"step-{step:07d}.ckpt")
         self.checkpoints.add(CleanCheckpoint(path, step, int(trainer.datamodule.position), status))
         trainer.save_checkpoint(path, weights_only=False)  # on every rank: the strategy decides who writes
-
-    def _refresh_last_checkpoints(self, trainer: Trainer) -> None:
-        """Rewrite ModelCheckpoint's last.ckpt now: it holds the discarded timeline, and a crash before its
-        next save would resume there, without the new skip range."""
-        for callback in trainer.checkpoint_callbacks:
-            if isinstance(callback, ModelCheckpoint) and callback.save_last and callback.dirpath:
-                path = callback.format_checkpoint_name({}, callback.CHECKPOINT_NAME_LAST)
-                trainer.save_checkpoint(path, weights_only=False)
-                callback.last_model_path = path
 
     def _set_max_steps(self, trainer: Trainer) -> None:
         if self._max_steps is not None and self._max_steps > 0:

@@ -12,6 +12,7 @@ keeps counting optimizer steps taken, including discarded ones.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import math
 import os
@@ -24,8 +25,10 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 
+from lit_llm.errors import UserError
 from lit_llm.safe_pickle import check_sharded_checkpoint
 
 
@@ -182,6 +185,10 @@ class EventLog:
         self._write(trainer, event)
         return event
 
+    def spikes_within(self, step: int, window: int) -> list[dict]:
+        """The spike events of the last `window` steps before `step`."""
+        return [e for e in self.events if e["event"] == "spike" and step - e["step"] <= window]
+
     @rank_zero_only
     def _write(self, trainer: Trainer, event: dict) -> None:
         if self.path:
@@ -198,6 +205,40 @@ class EventLog:
 def _json_safe(value):
     """NaN and Inf as strings ("nan", "inf"): strict JSON readers (jq, browsers) reject the bare tokens."""
     return str(value) if isinstance(value, float) and not math.isfinite(value) else value
+
+
+DATAMODULE_API = (
+    "position",
+    "batch_size",
+    "skip_positions",
+    "restart_stream",
+    "state_dict",
+    "load_state_dict",
+)
+
+
+def check_rollback_support(trainer: Trainer, pl_module: LightningModule) -> None:
+    """One line naming what stops an in-place rollback: the data module's API, manual optimization, ..."""
+    missing = [a for a in DATAMODULE_API if not hasattr(trainer.datamodule, a)]
+    if missing:
+        raise UserError(
+            f"LossSpikeRollback needs a datamodule with {', '.join(DATAMODULE_API)} "
+            f"(lit_llm.data.datamodule.LitDataModule; missing: {', '.join(missing)})"
+        )
+    if not pl_module.automatic_optimization:
+        raise UserError("LossSpikeRollback supports automatic optimization only")
+    if "dataloader_iter" in inspect.signature(pl_module.training_step).parameters:
+        raise UserError("LossSpikeRollback needs batches passed to training_step (not a dataloader_iter)")
+
+
+def refresh_last_checkpoints(trainer: Trainer) -> None:
+    """Rewrite each ModelCheckpoint's last.ckpt now: after a rollback it holds the discarded timeline, and a
+    crash before its next save would resume there, without the new skip range."""
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, ModelCheckpoint) and callback.save_last and callback.dirpath:
+            path = callback.format_checkpoint_name({}, callback.CHECKPOINT_NAME_LAST)
+            trainer.save_checkpoint(path, weights_only=False)
+            callback.last_model_path = path
 
 
 @rank_zero_only
