@@ -16,6 +16,7 @@ LAYERS = [
         "lit_llm.spike_detector",
         "lit_llm.safe_pickle",
         "lit_llm.quiet",
+        "lit_llm.command_options",
     ],
     ["lit_llm.tokenizer"],
     ["lit_llm.data", "lit_llm.checkpoint", "lit_llm.hf", "lit_llm.plot"],

@@ -31,10 +31,11 @@ import os
 import time
 from pathlib import Path
 
+from lit_llm.command_options import command_options
 from lit_llm.data.chunks import run_task
 from lit_llm.data.merge import merge_dataset
 from lit_llm.data.output_folder import WORK, claim_folder, folder_lock
-from lit_llm.data.prepare_config import PrepareConfig, build_recipe, takes_config_fields
+from lit_llm.data.prepare_config import PrepareConfig, build_recipe
 from lit_llm.errors import UserError
 from lit_llm.tokenizer import load_tokenizer
 
@@ -104,7 +105,7 @@ def prepare_dataset(config: PrepareConfig | None = None, /, **options) -> dict:
     return manifest
 
 
-@takes_config_fields(PrepareConfig)
+@command_options(PrepareConfig)
 def prepare_command(**options) -> None:
     """Turn raw sources into a folder of filtered, deduplicated, tokenized shards with a manifest."""
     prepare_dataset(**options)

@@ -9,11 +9,6 @@ fields; `build_recipe` resolves one into the `Recipe` a run works from.
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import typing
-from collections.abc import Callable
-
-import docstring_parser
 
 from lit_llm.data.dedup import DedupConfig
 from lit_llm.data.filters import FilterConfig
@@ -77,7 +72,7 @@ class PrepareConfig:
 
 def build_recipe(cfg: PrepareConfig) -> Recipe:
     """Resolve inputs or recipe sources (+ validation input) into a `Recipe`; missing paths fail here.
-    `cfg.sources` may also hold plain `SourceSpec`s or dicts."""
+    `cfg.sources` may also hold plain `Source`s or dicts."""
     if cfg.input and cfg.sources:
         raise UserError("give either --input or a recipe's sources, not both")
     inputs = [cfg.input] if isinstance(cfg.input, str) else cfg.input
@@ -108,34 +103,3 @@ def build_recipe(cfg: PrepareConfig) -> Recipe:
         natural_weights=bool(inputs),
         skipped_sources=skipped,
     )
-
-
-def takes_config_fields(config_class: type) -> Callable[[Callable], Callable]:
-    """Decorator for a command `f(**options)`: give it the parameters of `config_class` (one per field:
-    name, type, default) and an `Args:` section made of the fields' docstrings, so that a parser built
-    from its signature (jsonargparse's CLI, `lit-llm`'s flag handling) shows every field as a flag."""
-    hints = typing.get_type_hints(config_class)
-    docs = _field_docs(config_class)
-
-    def decorate(command: Callable) -> Callable:
-        command.__signature__ = inspect.Signature(
-            [
-                inspect.Parameter(
-                    f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=hints[f.name]
-                )
-                for f in dataclasses.fields(config_class)
-            ],
-            return_annotation=None,
-        )
-        args = "".join(f"\n    {name}: {doc}" for name, doc in docs.items())
-        command.__doc__ = f"{inspect.cleandoc(command.__doc__ or '')}\n\nArgs:{args}\n"
-        return command
-
-    return decorate
-
-
-def _field_docs(config_class: type) -> dict[str, str]:
-    """Each field's docstring (the string under it) on one line."""
-    parsed = docstring_parser.parse_from_object(config_class)
-    docs = {p.arg_name: " ".join((p.description or "").split()) for p in parsed.params}
-    return {f.name: docs.get(f.name, "") for f in dataclasses.fields(config_class)}

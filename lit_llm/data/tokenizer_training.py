@@ -19,17 +19,15 @@ bytes per token. The same inputs and options give a byte-identical tokenizer.jso
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import os
 import time
-import typing
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import docstring_parser  # comes with jsonargparse[signatures]
 import tokenizers
 
+from lit_llm.command_options import command_options
 from lit_llm.data.documents import Document, ReadStats
 from lit_llm.data.sampling import key_uniform
 from lit_llm.data.sources import Source, estimate_chars, iter_documents, to_source
@@ -283,32 +281,7 @@ def _format_report(report: dict, output: Path) -> str:
 # ---------------------------------------------------------------- command line
 
 
-def _with_config_options(config_cls: type) -> Callable[[Callable], Callable]:
-    """Give `command(..., **options)` the fields of the dataclass `config_cls` as keyword parameters
-    of its signature and entries of its docstring's Args, so that the command line shows flat,
-    documented options (--vocab_size, not --config.vocab_size) written once, in the dataclass."""
-    hints = typing.get_type_hints(config_cls)
-    parsed = docstring_parser.parse_from_object(config_cls)
-    docs = {p.arg_name: " ".join((p.description or "").split()) for p in parsed.params}
-    fields = dataclasses.fields(config_cls)
-
-    def decorate(command: Callable) -> Callable:
-        signature = inspect.signature(command)
-        params = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
-        for f in fields:
-            default = f.default_factory() if f.default is dataclasses.MISSING else f.default
-            keyword = inspect.Parameter.KEYWORD_ONLY
-            params.append(inspect.Parameter(f.name, keyword, default=default, annotation=hints[f.name]))
-        command.__signature__ = signature.replace(parameters=params)
-        doc = inspect.cleandoc(command.__doc__ or "")
-        doc += "" if "\nArgs:" in doc else "\n\nArgs:"
-        command.__doc__ = doc + "".join(f"\n    {f.name}: {docs.get(f.name, '')}" for f in fields) + "\n"
-        return command
-
-    return decorate
-
-
-@_with_config_options(TokenizerTrainConfig)
+@command_options(TokenizerTrainConfig)
 def train_command(input: list[str] | str, output: str = "tokenizer", **options) -> None:
     """Train a byte-level BPE tokenizer and save it so that transformers' AutoTokenizer loads it.
 
