@@ -12,6 +12,7 @@ SwiGLU MLP, block, model, KV cache and generation. Parameter names and math foll
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -329,37 +330,50 @@ class GPT(nn.Module):
         """
         squeeze = idx.dim() == 1
         idx = idx.unsqueeze(0) if squeeze else idx
-        max_new_tokens = min(max_new_tokens, self.config.max_seq_len - idx.shape[1])
         stops = torch.tensor(
             [stop_tokens] if isinstance(stop_tokens, int) else (stop_tokens or []), device=idx.device
         )
-        generator = None
-        if seed is not None:
-            generator = torch.Generator(device=idx.device).manual_seed(seed)
-        cache = (
-            KVCache(
-                self.config,
-                idx.shape[0],
-                idx.shape[1] + max_new_tokens,
-                idx.device,
-                self.lm_head.weight.dtype,
-            )
-            if use_cache
-            else None
-        )
+        generator = None if seed is None else torch.Generator(device=idx.device).manual_seed(seed)
         done = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
-        out, step_input = idx, idx
-        for _ in range(max(max_new_tokens, 0)):
-            logits = self(step_input if use_cache else out, cache=cache)[:, -1, :].float()  # (B, V)
-            token = sample_next(logits, temperature, top_k, top_p, generator)  # (B,)
-            token = torch.where(done, stops[0] if len(stops) else token, token)
-            out = torch.cat([out, token[:, None]], dim=1)
-            step_input = token[:, None]
+        new = []
+        for token in self.decode_steps(idx, max_new_tokens, temperature, top_k, top_p, generator, use_cache):
+            token = torch.where(done, stops[0], token) if len(stops) else token
+            new.append(token[:, None])
             if len(stops):
                 done |= torch.isin(token, stops)
                 if bool(done.all()):
                     break
+        out = torch.cat([idx, *new], dim=1)
         return out[0] if squeeze else out
+
+    @torch.no_grad()
+    def decode_steps(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        generator: torch.Generator | None = None,
+        use_cache: bool = True,
+    ) -> Iterator[torch.Tensor]:
+        """Yield the next token of every row of idx (B, T), one (B,) tensor per step; stop iterating to stop.
+
+        The one decoding loop (`generate`, the lm-eval wrapper): at most max_new_tokens steps, fewer
+        when the context (max_seq_len) runs out; `sample_next` picks each token (temperature 0: greedy).
+        """
+        steps = min(max_new_tokens, self.config.max_seq_len - idx.shape[1])
+        cache = None
+        if use_cache:
+            cache = KVCache(
+                self.config, idx.shape[0], idx.shape[1] + steps, idx.device, self.lm_head.weight.dtype
+            )
+        step_input = idx
+        for _ in range(max(steps, 0)):
+            logits = self(step_input, cache=cache)[:, -1, :].float()  # (B, V)
+            token = sample_next(logits, temperature, top_k, top_p, generator)  # (B,)
+            yield token
+            step_input = token[:, None] if use_cache else torch.cat([step_input, token[:, None]], dim=1)
 
 
 def sample_next(

@@ -36,7 +36,7 @@ from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 from tqdm.auto import tqdm
 
 from lit_llm.errors import UserError
-from lit_llm.model import GPT, KVCache, sample_next
+from lit_llm.model import GPT
 from lit_llm.tokenizer import Tokenizer, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,23 @@ _IGNORED_ARGS = {
 
 @register_model("lit-llm", "lit_llm")
 class LitLLMEval(TemplateLM):
-    """lm-eval `TemplateLM` over a `GPT` + `Tokenizer` (live objects, or loaded from a checkpoint)."""
+    """lm-eval `TemplateLM` over a `GPT` + `Tokenizer` (live objects, or loaded from a checkpoint).
+
+    Args:
+        pretrained: A live GPT, or a checkpoint file / run folder.
+        tokenizer: A Tokenizer or tokenizer folder (default: the one the checkpoint names).
+        ckpt_path: Same as a path in `pretrained` (lm-eval: --model_args ckpt_path=...).
+        batch_size: Sequences per forward pass for loglikelihood, prompts per generation batch.
+        max_length: Context in tokens (default: the model's max_seq_len).
+        max_gen_toks: Default cap on generated tokens when a task sets none.
+        device: Device for a checkpoint (default: cuda when available, else cpu); a live model stays put.
+        dtype: Cast a loaded checkpoint to this dtype (float32, bfloat16, float16).
+        strategy: A Lightning Strategy: ranks share the requests through its collectives.
+        single_process: Score every request here, as rank 0 of 1, even inside a process group
+            (rank 0 evaluating a gathered copy of a sharded model).
+        seed: Seed of the private generator used when a task samples (do_sample); global RNGs are untouched.
+        progress: Show a progress bar over requests (rank 0).
+    """
 
     def __init__(
         self,
@@ -72,22 +88,6 @@ class LitLLMEval(TemplateLM):
         progress: bool = True,
         **kwargs,
     ) -> None:
-        """
-        Args:
-            pretrained: A live GPT, or a checkpoint file / run folder.
-            tokenizer: A Tokenizer or tokenizer folder (default: the one the checkpoint names).
-            ckpt_path: Same as a path in `pretrained` (lm-eval: --model_args ckpt_path=...).
-            batch_size: Sequences per forward pass for loglikelihood, prompts per generation batch.
-            max_length: Context in tokens (default: the model's max_seq_len).
-            max_gen_toks: Default cap on generated tokens when a task sets none.
-            device: Device for a checkpoint (default: cuda when available, else cpu); a live model stays put.
-            dtype: Cast a loaded checkpoint to this dtype (float32, bfloat16, float16).
-            strategy: A Lightning Strategy: ranks share the requests through its collectives.
-            single_process: Score every request here, as rank 0 of 1, even inside a process group
-                (rank 0 evaluating a gathered copy of a sharded model).
-            seed: Seed of the private generator used when a task samples (do_sample); global RNGs are untouched.
-            progress: Show a progress bar over requests (rank 0).
-        """
         super().__init__()
         unknown = set(kwargs) - _IGNORED_ARGS
         if unknown:
@@ -289,25 +289,20 @@ class LitLLMEval(TemplateLM):
         room = min(max_gen_toks, self.max_length // 2)
         return (tokens or [self.prefix_token_id])[-(self.max_length - room) :]
 
-    @torch.no_grad()
     def _generate(
         self, prompts: list[list[int]], until: list[str], kwargs: dict, generator: torch.Generator
     ) -> list[list[int]]:
-        """New tokens for equal-length prompts: KV-cache decoding, stopping each row at eos or a stop string."""
-        width = len(prompts[0])
-        steps = min(int(kwargs["max_gen_toks"]), self.max_length - width)
+        """New tokens for equal-length prompts (`GPT.decode_steps`), each row stopped at eos or a stop string."""
+        steps = min(int(kwargs["max_gen_toks"]), self.max_length - len(prompts[0]))
         temperature = float(kwargs.get("temperature", 1.0)) if kwargs.get("do_sample") else 0.0
-        top_k, top_p = kwargs.get("top_k"), kwargs.get("top_p")
         idx = torch.tensor(prompts, dtype=torch.long, device=self._device)  # (B, T)
-        cache = KVCache(
-            self.gpt.config, len(prompts), width + steps, self._device, self.gpt.lm_head.weight.dtype
+        decoding = self.gpt.decode_steps(
+            idx, steps, temperature, kwargs.get("top_k"), kwargs.get("top_p"), generator
         )
         new: list[list[int]] = [[] for _ in prompts]
         done = [False] * len(prompts)
-        for _ in range(max(steps, 0)):
-            logits = self.gpt(idx, cache=cache)[:, -1].float()  # (B, V)
-            idx = sample_next(logits, temperature, top_k, top_p, generator)[:, None]  # (B, 1)
-            for row, token in enumerate(idx[:, 0].tolist()):
+        for tokens in decoding:
+            for row, token in enumerate(tokens.tolist()):
                 if done[row]:
                     continue
                 if token == self.eot_token_id:
