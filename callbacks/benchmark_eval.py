@@ -32,74 +32,45 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
 
 from lit_llm.errors import UserError
-from lit_llm.eval.tasks import TaskSource, check_code_execution, check_task_names, parse_tasks
+from lit_llm.eval.config import EvalConfig, eval_options
+from lit_llm.eval.runner import flat_metrics, prepare, run_tasks
+
+# Where the callback's defaults differ from `lit-llm evaluate`'s (EvalConfig's): a small sample of each
+# task keeps an evaluation short next to training, and lm-eval's bars would cut through the training bar.
+TRAINING_DEFAULTS = {"limit": 10, "progress": False}
 
 
 class BenchmarkEval(Callback):
-    """Run lm-eval tasks on the model being trained or validated and log `eval/<task>/<metric>`."""
+    """Run lm-eval tasks on the model being trained or validated and log `eval/<task>/<metric>`.
 
+    Its arguments are the callback's own (below) and `EvalConfig`'s fields (tasks, limit, data_dir,
+    ...), with `TRAINING_DEFAULTS` for limit and progress; `self.config` holds the latter.
+    """
+
+    @eval_options(**TRAINING_DEFAULTS)
     def __init__(
         self,
-        tasks: str | list[str] = "mmlu,gsm8k,perplexity",
+        *,
         every_n_steps: int = 1000,
-        limit: int | None = 10,
-        data_dir: str | None = None,
-        text_file: str | None = None,
-        batch_size: int = 16,
-        num_fewshot: int | None = None,
-        max_gen_toks: int = 256,
         at_fit_end: bool = True,
         on_validate: bool = True,
-        allow_code_execution: bool = False,
-        task_source: TaskSource = "local",
         log_subtasks: bool = False,
-        tokenizer: str | None = None,
-        progress_bar: bool = False,
-        seed: int = 1234,
+        **options,
     ) -> None:
-        """
+        """Check the settings (task names, the code-execution opt-in) without loading anything.
+
         Args:
-            tasks: Comma-separated tasks or groups (mmlu, mmlu_stem, mmlu_anatomy, gsm8k, humaneval, perplexity).
             every_n_steps: Evaluate after every this many optimizer steps (0: only at the end of fit).
-            limit: Examples per task (MMLU: per subject); None evaluates everything.
-            data_dir: Folder with mmlu/, gsm8k/, humaneval/, wikitext2/ (default: $LIT_LLM_DATA, else
-                ~/.cache/lit-llm/benchmarks; `lit-llm evaluate --download true` fills it).
-            text_file: Text file of the perplexity task (default: DATA_DIR/wikitext2/test.txt).
-            batch_size: Sequences per forward pass.
-            num_fewshot: Override the tasks' few-shot count (MMLU 5, GSM8K 5).
-            max_gen_toks: Generated tokens for tasks that set no limit of their own.
             at_fit_end: Also evaluate when fit ends (unless the last step was just evaluated).
             on_validate: Evaluate once in `trainer.validate` / `lit-llm validate`.
-            allow_code_execution: Confirm that HumanEval may run model-written (untrusted) code.
-            task_source: local = the kit's task files over DATA_DIR (offline); hub = lm-eval's stock tasks.
             log_subtasks: Log every subtask (the 57 MMLU subjects) instead of the groups only.
-            tokenizer: Tokenizer folder (default: the data module's `tokenizer_path`).
-            progress_bar: Show lm-eval's progress bars over requests (rank 0).
-            seed: Seed of the private generator used by sampled generation.
         """
         super().__init__()
         if every_n_steps < 0:
             raise UserError(f"BenchmarkEval: every_n_steps must be >= 0, got {every_n_steps}")
-        if limit is not None and limit < 1:
-            raise UserError(f"BenchmarkEval: limit must be >= 1 or None, got {limit}")
-        self.tasks = parse_tasks(tasks)
-        if task_source == "local":
-            check_task_names(self.tasks)
-        check_code_execution(self.tasks, allow_code_execution)
-        self.every_n_steps, self.limit, self.data_dir, self.text_file = (
-            every_n_steps,
-            limit,
-            data_dir,
-            text_file,
-        )
-        self.batch_size, self.num_fewshot, self.max_gen_toks = batch_size, num_fewshot, max_gen_toks
-        self.at_fit_end, self.on_validate, self.allow_code_execution = (
-            at_fit_end,
-            on_validate,
-            allow_code_execution,
-        )
-        self.task_source, self.log_subtasks, self.tokenizer = task_source, log_subtasks, tokenizer
-        self.progress_bar, self.seed = progress_bar, seed
+        self.config = EvalConfig(**{**TRAINING_DEFAULTS, **options})
+        self.every_n_steps, self.at_fit_end, self.on_validate = every_n_steps, at_fit_end, on_validate
+        self.log_subtasks = log_subtasks
         self.last_step = -1  # global step of the latest evaluation
         self.latest: dict[str, float] = {}  # its metrics (rank 0)
         self._manager = self._tokenizer = None
@@ -110,17 +81,10 @@ class BenchmarkEval(Callback):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage not in ("fit", "validate"):
             return
-        from lit_llm.eval.runner import prepare
         from lit_llm.tokenizer import load_tokenizer
 
-        self._manager = prepare(
-            self.tasks,
-            data_dir=self.data_dir,
-            text_file=self.text_file,
-            allow_code_execution=self.allow_code_execution,
-            source=self.task_source,
-        )
-        folder = self.tokenizer or getattr(trainer.datamodule, "tokenizer_path", None)
+        self._manager = prepare(self.config)
+        folder = self.config.tokenizer or getattr(trainer.datamodule, "tokenizer_path", None)
         if folder is None:
             raise UserError("BenchmarkEval: no tokenizer (the data manifest names none); set tokenizer: DIR")
         self._tokenizer = load_tokenizer(folder)
@@ -151,57 +115,44 @@ class BenchmarkEval(Callback):
     # ---- the evaluation ----------------------------------------------------------------
 
     def _evaluate(self, trainer: Trainer, pl_module: LightningModule, step: int | None = None) -> None:
-        from lit_llm.eval.runner import flat_metrics, run_tasks
-        from lit_llm.eval.wrapper import LitLLMEval
-
-        gpt, strategy = pl_module.model, trainer.strategy if trainer.world_size > 1 else None
-        sharded = pl_module.device_mesh is not None
-        if sharded:  # FSDP2: ranks hold shards; score on a whole copy on rank 0
-            gpt, strategy = self._gather_whole_model(trainer, pl_module), None
-            if gpt is None:
-                trainer.strategy.barrier("benchmark_eval")
-                self.last_step = trainer.global_step if step is None else step
-                return
-        was_training = gpt.training
-        lm = LitLLMEval(
-            gpt,
-            self._tokenizer,
-            batch_size=self.batch_size,
-            max_gen_toks=self.max_gen_toks,
-            strategy=strategy,
-            single_process=sharded,
-            seed=self.seed,
-            progress=self.progress_bar,
-        )
-        started = time.perf_counter()
-        gpt.eval()
-        try:
-            with trainer.precision_plugin.forward_context():
-                results = run_tasks(
-                    lm,
-                    self.tasks,
-                    manager=self._manager,
-                    limit=self.limit,
-                    num_fewshot=self.num_fewshot,
-                    allow_code_execution=self.allow_code_execution,
-                    bootstrap_iters=0,
-                    progress=self.progress_bar,
-                )
-        finally:
-            gpt.train(was_training)
+        """Score the model (every rank takes part) and log the metrics at `step` (default: the global step)."""
         step = trainer.global_step if step is None else step
+        started = time.perf_counter()
+        results = self._score(trainer, pl_module)
         self.last_step = step
-        if pl_module.device_mesh is not None:
-            trainer.strategy.barrier("benchmark_eval")  # the other ranks wait here while rank 0 scores
         if results is None:  # not rank 0: lm-eval gathered this rank's scores there
             return
-        metrics = flat_metrics(results, self.tasks, subtasks=self.log_subtasks)
+        metrics = flat_metrics(results, self.config.tasks, subtasks=self.log_subtasks)
         metrics["eval/seconds"] = time.perf_counter() - started
         self.latest = metrics
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=step)
         shown = ", ".join(f"{k.removeprefix('eval/')}={v:.4g}" for k, v in metrics.items())
         rank_zero_info(f"BenchmarkEval at step {step}: {shown}")
+
+    def _score(self, trainer: Trainer, pl_module: LightningModule) -> dict | None:
+        """lm-eval's results on rank 0 (None elsewhere), from the unwrapped GPT in eval mode."""
+        from lit_llm.eval.wrapper import LitLLMEval
+
+        gpt, strategy = pl_module.model, trainer.strategy if trainer.world_size > 1 else None
+        sharded = pl_module.device_mesh is not None
+        if sharded:  # FSDP2: ranks hold shards; score on a whole copy on rank 0
+            gpt, strategy = self._gather_whole_model(trainer, pl_module), None
+        results = None
+        if gpt is not None:
+            lm = LitLLMEval(
+                gpt, self._tokenizer, strategy=strategy, single_process=sharded, **self.config.model_args()
+            )
+            was_training = gpt.training
+            gpt.eval()
+            try:
+                with trainer.precision_plugin.forward_context():  # no bootstrap: stderrs are not logged
+                    results = run_tasks(lm, self.config, manager=self._manager)
+            finally:
+                gpt.train(was_training)
+        if sharded:
+            trainer.strategy.barrier("benchmark_eval")  # the other ranks wait here while rank 0 scores
+        return results
 
     @staticmethod
     def _gather_whole_model(trainer: Trainer, pl_module: LightningModule):

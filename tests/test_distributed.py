@@ -188,7 +188,7 @@ def test_fsdp2_benchmark_eval_scores_the_gathered_model(data, tmp_path):
             "every_n_steps": 2,
             "limit": 2,
             "at_fit_end": False,
-            "progress_bar": False,
+            "progress": False,
         },
     }
     (tmp_path / "cb.json").write_text(json.dumps({"trainer": {"callbacks": [callback]}}))

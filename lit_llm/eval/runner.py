@@ -1,13 +1,14 @@
 """Run lm-eval tasks on a model wrapper: the one code path of `lit-llm evaluate` and `BenchmarkEval`.
 
     from lit_llm.eval.runner import run_tasks, flat_metrics
-    results = run_tasks(lm, ["mmlu", "perplexity"], limit=20, data_dir="../shared/data")
-    flat_metrics(results, ["mmlu", "perplexity"])   # {"eval/mmlu/acc": 0.25, "eval/perplexity/bits_per_byte": ...}
+    config = EvalConfig(tasks="mmlu,perplexity", limit=20, data_dir="../shared/data")
+    results = run_tasks(lm, config)
+    flat_metrics(results, config.tasks)   # {"eval/mmlu/acc": 0.25, "eval/perplexity/bits_per_byte": ...}
 
-`run_tasks` checks the names, the data files and the code-execution opt-in before any work,
-then calls `lm_eval.evaluator.evaluate` with the same seeds and few-shot settings as
-`simple_evaluate` (random 0, numpy 1234, torch 1234, few-shot 1234), inside
-`isolate_rng()`, so the caller's random state is the same afterwards.
+`EvalConfig` checks the names and the code-execution opt-in, `prepare` the data files, before any
+work; `run_tasks` then calls `lm_eval.evaluator.evaluate` with the same seeds and few-shot settings
+as `simple_evaluate` (random 0, numpy 1234, torch 1234, few-shot 1234), inside `isolate_rng()`, so
+the caller's random state is the same afterwards.
 """
 
 from __future__ import annotations
@@ -17,90 +18,76 @@ import functools
 import logging
 import random
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import torch
 from lightning.pytorch.utilities.seed import isolate_rng
 
 from lit_llm.errors import UserError
-from lit_llm.eval.tasks import TaskSource, check_code_execution, check_data, check_task_names, task_manager
+from lit_llm.eval.config import EvalConfig
+from lit_llm.eval.tasks import check_data, check_task_names, task_manager
 
 
-def prepare(
-    names: list[str],
-    *,
-    data_dir: str | Path | None = None,
-    text_file: str | Path | None = None,
-    allow_code_execution: bool = False,
-    source: TaskSource = "local",
-):
-    """Validate the request (names, opt-in, files) and return the TaskManager to load them with."""
-    manager = task_manager(data_dir, text_file, source)
-    check_task_names(names, source, manager)
-    check_code_execution(names, allow_code_execution)
-    if source == "local":
-        check_data(names, data_dir, text_file)
+def prepare(config: EvalConfig):
+    """Check the local tasks' files (or the hub tasks' names) and return the TaskManager to load them with."""
+    manager = task_manager(config.data_dir, config.text_file, config.task_source)
+    if config.task_source == "local":
+        check_data(config.tasks, config.data_dir, config.text_file)
+    else:
+        check_task_names(config.tasks, config.task_source, manager)
     return manager
 
 
 def run_tasks(
     lm,
-    names: list[str],
+    config: EvalConfig,
     *,
     manager=None,
-    limit: int | float | None = None,
-    num_fewshot: int | None = None,
-    data_dir: str | Path | None = None,
-    text_file: str | Path | None = None,
-    allow_code_execution: bool = False,
-    source: TaskSource = "local",
     bootstrap_iters: int = 0,
     log_samples: bool = False,
     fewshot_seed: int = 1234,
-    progress: bool = True,
 ) -> dict | None:
-    """lm-eval's results dict (rank 0; None on other ranks) for the named tasks and groups."""
+    """lm-eval's results dict (rank 0; None on other ranks) for the config's tasks and groups."""
     from lm_eval.evaluator import evaluate
 
     if manager is None:
-        manager = prepare(
-            names,
-            data_dir=data_dir,
-            text_file=text_file,
-            allow_code_execution=allow_code_execution,
-            source=source,
-        )
-    with isolate_rng(), _quiet(progress):
+        manager = prepare(config)
+    with isolate_rng(), _quiet(config.progress):
         random.seed(0)
         np.random.seed(1234)
         torch.manual_seed(1234)
-        try:
-            loaded = manager.load(names)
-        except ConnectionError as err:  # a stock task whose data set is not in the local cache
-            raise UserError(
-                f"{err}; lm-eval's stock tasks download their data (network, HF_HUB_OFFLINE unset), "
-                "or use the local tasks (--task_source local)"
-            ) from None
-        for task in loaded["tasks"].values():
-            if num_fewshot is not None and task.get_config("num_fewshot") != 0:
-                task.set_config(key="num_fewshot", value=num_fewshot)
-            elif task.get_config("num_fewshot") is None:
-                task.set_config(key="num_fewshot", value=0)
-            task.set_fewshot_seed(seed=fewshot_seed)
+        loaded = _load_tasks(manager, config, fewshot_seed)
         try:
             return evaluate(
                 lm=lm,
                 task_dict=loaded,
-                limit=limit,
+                limit=config.limit,
                 bootstrap_iters=bootstrap_iters,
                 log_samples=log_samples,
-                confirm_run_unsafe_code=allow_code_execution,
+                confirm_run_unsafe_code=config.allow_code_execution,
             )
         except ValueError as err:
             if "unsafe" in str(err):
                 raise UserError(f"{err} (lit-llm: pass --allow_code_execution)") from None
             raise
+
+
+def _load_tasks(manager, config: EvalConfig, fewshot_seed: int) -> dict:
+    """The config's tasks, loaded, with their few-shot count (the config's, else their own, else 0) and seed."""
+    try:
+        loaded = manager.load(config.tasks)
+    except ConnectionError as err:  # a stock task whose data set is not in the local cache
+        raise UserError(
+            f"{err}; lm-eval's stock tasks download their data (network, HF_HUB_OFFLINE unset), "
+            "or use the local tasks (--task_source local)"
+        ) from None
+    for task in loaded["tasks"].values():
+        if config.num_fewshot is not None and task.get_config("num_fewshot") != 0:
+            task.set_config(key="num_fewshot", value=config.num_fewshot)
+        elif task.get_config("num_fewshot") is None:
+            task.set_config(key="num_fewshot", value=0)
+        task.set_fewshot_seed(seed=fewshot_seed)
+    return loaded
 
 
 def flat_metrics(

@@ -82,6 +82,23 @@ def test_state_round_trip_and_bad_settings(eval_data):
         BenchmarkEval(tasks="humaneval")
 
 
+def test_settings_are_eval_config_fields_with_training_defaults():
+    """Flat keyword arguments (the YAML init_args); only limit and progress default differently."""
+    import dataclasses
+    import inspect
+
+    from lit_llm.eval.config import EvalConfig
+
+    callback, command = BenchmarkEval(tasks=["perplexity"], batch_size=4).config, EvalConfig()
+    assert callback.tasks == ["perplexity"] and callback.batch_size == 4
+    assert (callback.limit, callback.progress, command.limit, command.progress) == (10, False, None, True)
+    shown = inspect.signature(BenchmarkEval).parameters  # what LightningCLI's help and YAML see
+    fields = [field.name for field in dataclasses.fields(EvalConfig)]
+    assert EvalConfig(**{name: shown[name].default for name in fields}) == BenchmarkEval().config
+    with pytest.raises(UserError, match="limit must be >= 1"):
+        BenchmarkEval(limit=0)
+
+
 def test_missing_data_stops_fit_before_training(text_folder, tmp_path, capsys):
     config = callback_config(tmp_path / "callbacks.yaml", tmp_path / "nowhere")
     with pytest.raises(SystemExit):

@@ -60,6 +60,7 @@ def test_evaluate_writes_results_json_and_prints_the_table(runs, eval_data, tmp_
     [
         (["--tasks", "mmlu,gsm8kk"], "unknown task 'gsm8kk'; available: mmlu,"),
         (["--tasks", "humaneval"], "--allow_code_execution"),
+        (["--limit", "0"], "limit must be >= 1 or None, got 0"),
         (
             ["--tasks", "gsm8k", "--data_dir", "/nonexistent"],
             "/nonexistent/gsm8k/train.jsonl: GSM8K data file not found",
@@ -72,6 +73,24 @@ def test_bad_input_is_one_line(runs, eval_data, args, message, capsys):
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert message in err[-1] and err[-1].startswith("lit-llm: error:")
+
+
+def test_help_lists_every_option_with_its_help(capsys):
+    """The command's own options and every EvalConfig field, each with its docstring."""
+    import inspect
+
+    from lit_llm.command_options import field_docs
+    from lit_llm.eval.command import evaluate_command
+    from lit_llm.eval.config import EvalConfig
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--help"])
+    assert exit_info.value.code == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    for name in inspect.signature(evaluate_command).parameters:
+        assert f"--{name} " in shown, name
+    for name, doc in field_docs(EvalConfig).items():
+        assert doc and " ".join(doc.split()[:4]) in shown, name
 
 
 def test_lm_eval_builds_the_registered_model_from_arguments(runs, eval_data):

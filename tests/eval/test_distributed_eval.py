@@ -17,6 +17,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
+from lit_llm.eval.config import EvalConfig
 from lit_llm.eval.runner import run_tasks
 from lit_llm.eval.wrapper import LitLLMEval
 from tests.eval.conftest import callback_config, tiny_fit_args
@@ -48,7 +49,7 @@ def _rank(rank: int, init: str, gpt, tokenizer, data_dir: Path, queue) -> None:
     try:
         for strategy in (None, StrategyLike()):  # torch.distributed directly, then a Lightning-style strategy
             lm = LitLLMEval(gpt, tokenizer, batch_size=2, max_gen_toks=8, strategy=strategy, progress=False)
-            results = run_tasks(lm, TASKS, limit=LIMIT, data_dir=data_dir, progress=False)
+            results = run_tasks(lm, EvalConfig(tasks=TASKS, limit=LIMIT, data_dir=data_dir, progress=False))
             queue.put((rank, results["results"] if results else None))
     finally:
         dist.destroy_process_group()
@@ -69,10 +70,7 @@ def test_two_ranks_give_the_one_process_scores(gpt, tokenizer, eval_data, tmp_pa
         assert p.exitcode == 0
     expected = run_tasks(
         LitLLMEval(gpt, tokenizer, batch_size=2, max_gen_toks=8, progress=False),
-        TASKS,
-        limit=LIMIT,
-        data_dir=eval_data,
-        progress=False,
+        EvalConfig(tasks=TASKS, limit=LIMIT, data_dir=eval_data, progress=False),
     )["results"]
     rank0 = [results for rank, results in outputs if rank == 0]
     assert len(rank0) == 2 and all(results is None for rank, results in outputs if rank == 1)
@@ -119,7 +117,9 @@ def test_callback_under_ddp_fit_logs_the_one_process_scores(text_folder, eval_da
     (logged,) = [r for r in read_metrics(tmp_path / "run") if r.get("eval/perplexity/bits_per_byte")]
     assert int(logged["step"]) == 1
     lm = LitLLMEval(pretrained=str(tmp_path / "run"), batch_size=4, max_gen_toks=8, progress=False)
-    results = run_tasks(lm, tasks.split(","), limit=LIMIT, data_dir=eval_data, progress=False)["results"]
+    results = run_tasks(lm, EvalConfig(tasks=tasks, limit=LIMIT, data_dir=eval_data, progress=False))[
+        "results"
+    ]
     assert results["perplexity"]["bits_per_byte,none"] == pytest.approx(
         float(logged["eval/perplexity/bits_per_byte"]), rel=1e-5
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lit_llm.eval.config import EvalConfig
 from lit_llm.eval.runner import run_tasks
 from lit_llm.eval.wrapper import LitLLMEval
 from lit_llm.hf import save_hf
@@ -41,9 +42,11 @@ def test_loglikelihood_tasks_agree_with_hf_backend(exported, tokenizer, eval_dat
     """Multiple choice (5-shot MMLU, contexts cut to 64 tokens) and rolling windows of 64 tokens."""
     gpt, llama, hf_tokenizer = exported
     tasks = ["mmlu_anatomy", "mmlu_virology", "perplexity"]
-    kwargs = dict(limit=3, data_dir=eval_data, log_samples=True, progress=False)
-    ours = run_tasks(LitLLMEval(gpt, tokenizer, batch_size=4, max_length=64, progress=False), tasks, **kwargs)
-    theirs = run_tasks(hf_backend(llama, hf_tokenizer, batch_size=4, max_length=64), tasks, **kwargs)
+    config = EvalConfig(tasks=tasks, limit=3, data_dir=eval_data, progress=False)
+    ours = run_tasks(
+        LitLLMEval(gpt, tokenizer, batch_size=4, max_length=64, progress=False), config, log_samples=True
+    )
+    theirs = run_tasks(hf_backend(llama, hf_tokenizer, batch_size=4, max_length=64), config, log_samples=True)
     for task in tasks:
         ours_resps, theirs_resps = responses(ours)[task], responses(theirs)[task]
         assert len(ours_resps) == 3
@@ -59,12 +62,12 @@ def test_loglikelihood_tasks_agree_with_hf_backend(exported, tokenizer, eval_dat
 def test_generation_agrees_with_hf_backend(exported, tokenizer, eval_data):
     """GSM8K, 0-shot, greedy: the same text and the same exact-match scores."""
     gpt, llama, hf_tokenizer = exported
-    kwargs = dict(limit=2, num_fewshot=0, data_dir=eval_data, log_samples=True, progress=False)
+    config = EvalConfig(tasks="gsm8k", limit=2, num_fewshot=0, data_dir=eval_data, progress=False)
     ours = run_tasks(
-        LitLLMEval(gpt, tokenizer, batch_size=1, max_gen_toks=24, progress=False), ["gsm8k"], **kwargs
+        LitLLMEval(gpt, tokenizer, batch_size=1, max_gen_toks=24, progress=False), config, log_samples=True
     )
     with torch.no_grad():
-        theirs = run_tasks(hf_backend(llama, hf_tokenizer, batch_size=1), ["gsm8k"], **kwargs)
+        theirs = run_tasks(hf_backend(llama, hf_tokenizer, batch_size=1), config, log_samples=True)
     ours_text = [s["resps"] for s in ours["samples"]["gsm8k"]]
     theirs_text = [s["resps"] for s in theirs["samples"]["gsm8k"]]
     # HF generates up to 256 tokens; ours was capped at 24: compare the common prefix.

