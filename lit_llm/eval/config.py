@@ -3,8 +3,8 @@
     config = EvalConfig(tasks="mmlu,perplexity", limit=20, data_dir="../shared/data")
     results = run_tasks(LitLLMEval(gpt, tokenizer, **config.model_args()), config)
 
-The command's flags and the callback's init arguments are its fields (`eval_options`); the callback
-shows other defaults for some of them (`BenchmarkEval`'s `TRAINING_DEFAULTS`).
+Its fields are the command's flags (`command_options`) and the callback's flat init arguments
+(`eval_options`, which also shows the callback's own defaults: `BenchmarkEval`'s `TRAINING_DEFAULTS`).
 """
 
 from __future__ import annotations
