@@ -28,7 +28,7 @@ from lit_llm.errors import UserError
 from lit_llm.model import GPT, Block, ModelConfig
 
 
-@dataclass
+@dataclass(frozen=True)
 class OptimizerConfig:
     """AdamW settings; weight decay applies to matrices only (not norms, biases or embeddings)."""
 
@@ -44,7 +44,7 @@ class OptimizerConfig:
     """Use the fused AdamW kernel (None: when all parameters are on CUDA; else foreach)."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class ScheduleConfig:
     """Learning-rate schedule, computed from the Trainer's max_steps (never from estimated_stepping_batches)."""
 
@@ -91,8 +91,8 @@ class LitLLM(LightningModule):
         arch: ModelConfig
         | None = None,  # Optional: its derived fields (n_kv_head, ffn_hidden) must not become defaults
         vocab_size: int | None = None,
-        optimizer: OptimizerConfig = OptimizerConfig(),  # noqa: B008
-        schedule: ScheduleConfig = ScheduleConfig(),  # noqa: B008
+        optimizer: OptimizerConfig = OptimizerConfig(),  # frozen: a safe shared default
+        schedule: ScheduleConfig = ScheduleConfig(),
         z_loss: float = 0.0,
         compile: bool = False,
         activation_checkpointing: bool = False,
