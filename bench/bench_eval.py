@@ -144,7 +144,7 @@ def in_loop_cost(args) -> None:
     step_s = tokens_per_step / statistics.median(speeds)
     n = defaults.every_n_steps
     print(
-        f"in-loop cost: tasks {','.join(defaults.tasks)}, limit {defaults.limit}: one evaluation {eval_s:.1f} s; "
+        f"in-loop cost: tasks {','.join(defaults.config.tasks)}, limit {defaults.config.limit}: one evaluation {eval_s:.1f} s; "
         f"training step {step_s * 1000:.0f} ms (tiny_cpu.yaml); every {n} steps -> "
         f"{eval_s / (n * step_s + eval_s):.1%} of training time"
     )

@@ -49,7 +49,7 @@ def test_print_config_shows_the_default_callbacks_logger_and_checkpoint_io(capsy
     )
     trainer = printed["trainer"]
     callbacks = {c["class_path"].rsplit(".", 1)[1]: c.get("init_args", {}) for c in trainer["callbacks"]}
-    assert set(callbacks) == {"ModelCheckpoint", "FinalCheckpoint", "TrainingProgressBar"}
+    assert set(callbacks) == {"ModelCheckpoint", "FinalCheckpoint", "TokenThroughput", "TrainingProgressBar"}
     periodic = [c["init_args"] for c in trainer["callbacks"] if c["class_path"].endswith("ModelCheckpoint")]
     assert [c["every_n_train_steps"] for c in periodic] == [7, 1000]
     assert periodic[0]["dirpath"] == str(tmp_path / "checkpoints")

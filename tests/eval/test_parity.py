@@ -29,9 +29,14 @@ def exported(tokenizer, text_folder, tmp_path_factory):
 
 
 def hf_backend(llama, hf_tokenizer, **kwargs):
+    """lm-eval's `hf` backend without its logits cache: the cache serves requests whose context +
+    continuation[:-1] are equal from one forward pass, and when their continuations differ in length
+    (a repetitive text's last rolling window and an earlier one) it scores the shorter one on the
+    wrong positions. The kit's wrapper shares the pass too but slices each continuation's own
+    positions, so both agree with the uncached backend."""
     from lm_eval.models.huggingface import HFLM
 
-    return HFLM(pretrained=llama, tokenizer=hf_tokenizer, **kwargs)
+    return HFLM(pretrained=llama, tokenizer=hf_tokenizer, logits_cache=False, **kwargs)
 
 
 def responses(results: dict) -> dict[str, list]:

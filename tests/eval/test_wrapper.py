@@ -132,3 +132,25 @@ def test_model_and_tokenizer_from_a_checkpoint_and_bad_arguments(tokenizer, tmp_
         LitLLMEval(pretrained=str(tmp_path / "missing"))
     with pytest.raises(UserError, match="batch_size"):
         LitLLMEval(tiny_gpt(tokenizer.vocab_size), tokenizer, batch_size=0)
+
+
+def test_windows_sharing_one_forward_pass_score_their_own_positions(gpt, tokenizer):
+    """A periodic text: the last rolling window's context + continuation[:-1] equals an earlier
+    window's, and its continuation is shorter; each must still be scored on its own last positions
+    (lm-eval's `hf` backend scores the short one on the long one's positions when its cache is on)."""
+    from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+
+    tokens, L = [5, 6, 7, 8] * 9, 8
+    windows = [
+        make_disjoint_window(w)
+        for w in get_rolling_token_windows(
+            tokens, prefix_token=tokenizer.eos_id, max_seq_len=L, context_len=1
+        )
+    ]
+    keys = [tuple(context + continuation[:-1]) for context, continuation in windows]
+    assert keys[-1] in keys[:-1] and len(windows[-1][1]) < len(windows[-2][1])  # one pass, two lengths
+    lm = LitLLMEval(gpt, tokenizer, max_length=L, batch_size=4, progress=False)
+    got = lm._loglikelihood_tokens([(None, context, continuation) for context, continuation in windows])
+    for (context, continuation), (logprob, _) in zip(windows, got):
+        reference = direct_loglikelihood(gpt, context + continuation, len(continuation), L)[0]
+        assert logprob == pytest.approx(reference, abs=1e-4)
