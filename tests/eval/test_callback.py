@@ -8,7 +8,7 @@ from lit_llm.callbacks import BenchmarkEval
 
 from lit_llm.cli import main
 from lit_llm.errors import UserError
-from tests.eval.conftest import EVAL_TASKS, callback_config, tiny_fit_args
+from tests.eval.fixtures import EVAL_TASKS, callback_config, tiny_fit_args
 from tests.helpers import read_metrics, train_losses
 
 

@@ -20,7 +20,7 @@ import torch.distributed as dist
 from lit_llm.eval.config import EvalConfig
 from lit_llm.eval.runner import run_tasks
 from lit_llm.eval.wrapper import LitLLMEval
-from tests.eval.conftest import callback_config, tiny_fit_args
+from tests.eval.fixtures import callback_config, tiny_fit_args
 from tests.helpers import read_metrics
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ from lit_llm.eval.config import EvalConfig
 from lit_llm.eval.runner import run_tasks
 from lit_llm.eval.wrapper import LitLLMEval
 from lit_llm.hf import save_hf
-from tests.eval.conftest import tiny_gpt
+from tests.eval.fixtures import tiny_gpt
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import torch
 from lm_eval.api.instance import Instance
 
 from lit_llm.eval.wrapper import LitLLMEval
-from tests.eval.conftest import tiny_gpt
+from tests.eval.fixtures import tiny_gpt
 
 
 def requests(kind: str, args: list[tuple]) -> list[Instance]:
