@@ -63,7 +63,12 @@ def build_data(folder: Path) -> Path:
             "format_version": 1,
             "vocab_size": tok.vocab_size,
             "dtype": ids.dtype.name,
-            "tokenizer": {"path": str(tok.path), "eos_id": tok.eos_id, "pad_id": tok.pad_id},
+            "tokenizer": {
+                "path": str(tok.path),
+                "sha256": tok.sha256,
+                "eos_id": tok.eos_id,
+                "pad_id": tok.pad_id,
+            },
             "sources": [{"name": "text", "weight": 1.0}],
             "shards": shards,
         },

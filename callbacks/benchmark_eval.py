@@ -31,8 +31,9 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
 
+from lit_llm.command_options import command_options
 from lit_llm.errors import UserError
-from lit_llm.eval.config import EvalConfig, eval_options
+from lit_llm.eval.config import EvalConfig
 from lit_llm.eval.runner import flat_metrics, prepare, run_tasks
 
 # Where the callback's defaults differ from `lit-llm evaluate`'s (EvalConfig's): a small sample of each
@@ -47,7 +48,7 @@ class BenchmarkEval(Callback):
     ...), with `TRAINING_DEFAULTS` for limit and progress; `self.config` holds the latter.
     """
 
-    @eval_options(**TRAINING_DEFAULTS)
+    @command_options(EvalConfig, **TRAINING_DEFAULTS)
     def __init__(
         self,
         *,

@@ -19,17 +19,23 @@ from collections.abc import Callable
 import docstring_parser
 
 
-def command_options(config_class: type) -> Callable[[Callable], Callable]:
-    """Decorator giving `command(..., **options)` the fields of `config_class` as parameters and help."""
+def command_options(config_class: type, **defaults) -> Callable[[Callable], Callable]:
+    """Decorator giving `command(..., **options)` the fields of `config_class` as parameters and help;
+    `defaults` replace the fields' own defaults in the signature (a callback's, say; the command must
+    then apply them too)."""
     hints = typing.get_type_hints(config_class)
     docs = field_docs(config_class)
     fields = dataclasses.fields(config_class)
+    unknown = set(defaults) - {f.name for f in fields}
+    if unknown:
+        raise TypeError(f"not {config_class.__name__} fields: {sorted(unknown)}")
 
     def decorate(command: Callable) -> Callable:
         signature = inspect.signature(command)
         params = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
         for f in fields:
             default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+            default = defaults.get(f.name, default)
             keyword = inspect.Parameter.KEYWORD_ONLY
             params.append(inspect.Parameter(f.name, keyword, default=default, annotation=hints[f.name]))
         command.__signature__ = signature.replace(parameters=params, return_annotation=None)

@@ -3,18 +3,14 @@
     config = EvalConfig(tasks="mmlu,perplexity", limit=20, data_dir="../shared/data")
     results = run_tasks(LitLLMEval(gpt, tokenizer, **config.model_args()), config)
 
-Its fields are the command's flags (`command_options`) and the callback's flat init arguments
-(`eval_options`, which also shows the callback's own defaults: `BenchmarkEval`'s `TRAINING_DEFAULTS`).
+Its fields are the command's flags and the callback's flat init arguments (`command_options`; the
+callback shows its own defaults, `BenchmarkEval`'s `TRAINING_DEFAULTS`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from lit_llm.command_options import command_options
 from lit_llm.errors import UserError
 from lit_llm.eval.tasks import TaskSource, check_code_execution, check_task_names, parse_tasks
 
@@ -67,20 +63,4 @@ class EvalConfig:
         }
 
 
-def eval_options(**defaults) -> Callable[[Callable], Callable]:
-    """`command_options(EvalConfig)`, showing `defaults` instead of the fields' own for the named fields."""
-    unknown = set(defaults) - {f.name for f in dataclasses.fields(EvalConfig)}
-    if unknown:
-        raise TypeError(f"not EvalConfig fields: {sorted(unknown)}")
-
-    def decorate(function: Callable) -> Callable:
-        function = command_options(EvalConfig)(function)
-        signature = inspect.signature(function)
-        params = [p.replace(default=defaults.get(p.name, p.default)) for p in signature.parameters.values()]
-        function.__signature__ = signature.replace(parameters=params)
-        return function
-
-    return decorate
-
-
-__all__ = ["EvalConfig", "eval_options"]
+__all__ = ["EvalConfig"]
