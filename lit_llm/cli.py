@@ -5,6 +5,7 @@
     lit-llm tokenizer train --input PATH --vocab_size N --output DIR
     lit-llm data prepare|inspect|merge ...
     lit-llm generate|export|evaluate|demo ...
+    lit-llm plan --config configs/experiments/llama_1b_fsdp.yaml     # memory and tokens/s before launch
 
 `fit` and `validate` go to LightningCLI (every Trainer, model, data and callback option
 is a flag or YAML key). The other commands are typed functions turned into parsers by
@@ -32,10 +33,14 @@ PLAIN_COMMANDS: dict[tuple[str, ...], str] = {
     ("demo",): "lit_llm.demo:demo_command",
 }
 LIGHTNING_COMMANDS = ("fit", "validate")
+# commands that parse a `lit-llm fit` config themselves: name -> "module:function(args)"
+CONFIG_COMMANDS = {"plan": "lit_llm.plan:plan_main"}
 
 
 def _usage() -> str:
-    names = sorted({" ".join(path) for path in PLAIN_COMMANDS} | set(LIGHTNING_COMMANDS))
+    names = sorted(
+        {" ".join(path) for path in PLAIN_COMMANDS} | set(LIGHTNING_COMMANDS) | set(CONFIG_COMMANDS)
+    )
     lines = ["usage: lit-llm COMMAND [options]   (lit-llm COMMAND --help for its options)", "", "commands:"]
     lines += [f"  {name}" for name in names]
     return "\n".join(lines)
@@ -119,6 +124,10 @@ def main(argv: list[str] | None = None) -> None:
             from lit_llm.lightning_cli import run_lightning_cli
 
             run_lightning_cli(argv)
+            return
+        if argv[0] in CONFIG_COMMANDS:
+            module_name, func_name = CONFIG_COMMANDS[argv[0]].split(":")
+            getattr(importlib.import_module(module_name), func_name)(argv[1:])
             return
         target, rest = _resolve(argv)
         if target is None:

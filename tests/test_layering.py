@@ -24,7 +24,7 @@ LAYERS = [
     + ["lit_llm.generate", "lit_llm.export"],
     ["lit_llm.callbacks"],
     ["lit_llm.lightning_cli"],
-    ["lit_llm.cli", "lit_llm.demo", "lit_llm"],
+    ["lit_llm.cli", "lit_llm.demo", "lit_llm.plan", "lit_llm"],
 ]
 
 
