@@ -90,6 +90,7 @@ def plain_loop(data: str, steps: int, out: str) -> None:
     dm = LitDataModule(data, seq_len=SEQ_LEN, batch_size=BATCH)
     dm.setup("fit")
     module = LitLLM(ModelConfig(**ARCH), vocab_size=dm.vocab_size)  # for its parameter groups only
+    module.configure_model()  # built on the meta device: allocate and initialize the weights
     model: GPT = module.model
     opt = torch.optim.AdamW(module.parameter_groups(), lr=LR, betas=(0.9, 0.95), foreach=True)
     schedule = ScheduleConfig(warmup_steps=WARMUP)

@@ -69,7 +69,10 @@ class BenchmarkEval(Callback):
         super().__init__()
         if every_n_steps < 0:
             raise UserError(f"BenchmarkEval: every_n_steps must be >= 0, got {every_n_steps}")
-        self.config = EvalConfig(**{**TRAINING_DEFAULTS, **options})
+        try:
+            self.config = EvalConfig(**{**TRAINING_DEFAULTS, **options})
+        except UserError as err:
+            raise UserError(f"BenchmarkEval: {err}") from None
         self.every_n_steps, self.at_fit_end, self.on_validate = every_n_steps, at_fit_end, on_validate
         self.log_subtasks = log_subtasks
         self.last_step = -1  # global step of the latest evaluation

@@ -51,10 +51,10 @@ class _Meter:
         self.throughput.update(time=elapsed, flops=flops_per_batch, **totals)
 
     def metrics(self, prefix: str) -> dict[str, float]:
-        """`Throughput`'s figures, its items (here tokens) named tokens: PREFIX/tokens_per_sec, ..."""
-        return {
-            f"{prefix}/{k.replace('items', 'tokens')}": float(v) for k, v in self.throughput.compute().items()
-        }
+        """`Throughput`'s rates, its items (here tokens) named tokens: PREFIX/tokens_per_sec, ... (not its
+        running totals: the module logs the tokens seen)."""
+        rates = {k: v for k, v in self.throughput.compute().items() if k.endswith(("_per_sec", "mfu"))}
+        return {f"{prefix}/{k.replace('items', 'tokens')}": float(v) for k, v in rates.items()}
 
 
 class TokenThroughput(Callback):

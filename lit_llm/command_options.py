@@ -34,11 +34,14 @@ def command_options(config_class: type, **defaults) -> Callable[[Callable], Call
         signature = inspect.signature(command)
         params = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
         for f in fields:
-            default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+            default = f.default
+            if default is dataclasses.MISSING:
+                has_factory = f.default_factory is not dataclasses.MISSING
+                default = f.default_factory() if has_factory else inspect.Parameter.empty
             default = defaults.get(f.name, default)
             keyword = inspect.Parameter.KEYWORD_ONLY
             params.append(inspect.Parameter(f.name, keyword, default=default, annotation=hints[f.name]))
-        command.__signature__ = signature.replace(parameters=params, return_annotation=None)
+        command.__signature__ = signature.replace(parameters=params)
         doc = inspect.cleandoc(command.__doc__ or "")
         doc += "" if "\nArgs:" in doc else "\n\nArgs:"
         command.__doc__ = doc + "".join(f"\n    {name}: {text}" for name, text in docs.items()) + "\n"

@@ -82,11 +82,17 @@ class LitLLMCLI(LightningCLI):
         args = list(sys.argv[1:] if args is None else args)
         printing = [a for a in args if a == "--print_config" or a.startswith("--print_config=")]
         given = [a for a in args if a not in printing]
-        self.config = self._parse(parser, given)
+        try:
+            self.config = self._parse(parser, given)
+        except UserError:
+            if not printing:
+                raise
+            self.config = self._parse(parser, args)  # an incomplete config: print it as it stands
         subcommand = self.config.get("subcommand")
         if subcommand:  # before LightningCLI itself torch.loads --ckpt_path (for hyper-parameters)
             self._check_ckpt_path(subcommand)
-            self.config = self._parse(parser, [*given, *kit_default_args(self.config[subcommand]), *printing])
+            defaults = kit_default_args(self.config[subcommand], subcommand)
+            self.config = self._parse(parser, [*given, *defaults, *printing])
 
     def _parse(self, parser, args: list[str]) -> Namespace:
         try:
@@ -129,7 +135,7 @@ def trainer_defaults() -> dict:
 KIT_CHECKPOINT_NAME = "step-{step:06d}"
 
 
-def kit_default_args(config: Namespace) -> list[str]:
+def kit_default_args(config: Namespace, subcommand: str = "fit") -> list[str]:
     """Options that complete a parsed run with the kit's defaults, unless the run configures its own.
 
     - logger: a CSVLogger writing RUN/logs/version_N/metrics.csv;
@@ -141,7 +147,9 @@ def kit_default_args(config: Namespace) -> list[str]:
 
     When a saved config.yaml is run again, the kit's own logger and checkpoints in it (a CSVLogger
     named "logs", ModelCheckpoints writing step-NNNNNN files to a checkpoints/ or checkpoints/kept/
-    folder) are made again from `trainer.default_root_dir` and `--checkpoint.*`, so overriding those works.
+    folder) are made again from `trainer.default_root_dir` and `--checkpoint.*`, so overriding those works;
+    its FinalCheckpoint and progress bar go when `enable_checkpointing` / `enable_progress_bar` are off.
+    TokenThroughput is added for `fit` only.
     """
     trainer = config.trainer
     root = Path(trainer.default_root_dir or ".")
@@ -152,11 +160,12 @@ def kit_default_args(config: Namespace) -> list[str]:
             "init_args": {"save_dir": str(root), "name": "logs"},
         }
         args += ["--trainer.logger", json.dumps(logger)]
+    checkpoint = CheckpointConfig(**vars(config.checkpoint))
     configured = _as_list(trainer.callbacks)
-    kept = [c for c in configured if not _is_kit_checkpoint(c)]
+    kept = [c for c in configured if not _is_kit_checkpoint(c, checkpoint) and not _switched_off(c, trainer)]
     # the kit's own go where a saved config had them (else last), so a re-run keeps the order
-    at = next((i for i, c in enumerate(configured) if _is_kit_checkpoint(c)), len(configured))
-    extra = _kit_callbacks(kept, trainer, CheckpointConfig(**vars(config.checkpoint)), root)
+    at = next((i for i, c in enumerate(configured) if _is_kit_checkpoint(c, checkpoint)), len(configured))
+    extra = _kit_callbacks(kept, trainer, checkpoint, root, subcommand)
     callbacks = kept[:at] + extra + kept[at:]
     if callbacks != configured:
         args += ["--trainer.callbacks", json.dumps([_plain(c) for c in callbacks])]
@@ -169,7 +178,7 @@ def kit_default_args(config: Namespace) -> list[str]:
 
 
 def _kit_callbacks(
-    configured: list, trainer: Namespace, checkpoint: CheckpointConfig, root: Path
+    configured: list, trainer: Namespace, checkpoint: CheckpointConfig, root: Path, subcommand: str
 ) -> list[dict]:
     """The default callbacks the configured ones do not already provide."""
     from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
@@ -195,7 +204,7 @@ def _kit_callbacks(
             extra.append({"class_path": model_checkpoint, "init_args": {**kept, **every, "save_top_k": -1}})
     if checkpointing and not configured_a(FinalCheckpoint):
         extra.append({"class_path": "lit_llm.callbacks.FinalCheckpoint"})
-    if not configured_a(TokenThroughput):
+    if subcommand == "fit" and not configured_a(TokenThroughput):
         extra.append({"class_path": "lit_llm.callbacks.TokenThroughput"})
     if trainer.enable_progress_bar is not False and not configured_a(ProgressBar):
         extra.append({"class_path": "lit_llm.callbacks.TrainingProgressBar"})
@@ -218,16 +227,36 @@ def _plain(entry):
     return entry.as_dict() if isinstance(entry, Namespace) else entry
 
 
-def _is_kit_checkpoint(entry) -> bool:
-    """A ModelCheckpoint the kit made from `--checkpoint.*` (found again when a saved config is re-run)."""
+def _is_kit_checkpoint(entry, checkpoint: CheckpointConfig) -> bool:
+    """A ModelCheckpoint the kit made from `--checkpoint.*` (found again when a saved config is re-run).
+    One whose schedule was edited in the saved file is refused: `checkpoint.*` is where to change it."""
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     if not isinstance(entry, Namespace) or _class_of(entry) is not ModelCheckpoint:
         return False
     init = entry.get("init_args") or Namespace()
     folder = Path(str(init.get("dirpath")))
-    in_kit_folder = folder.name == "checkpoints" or folder.parts[-2:] == ("checkpoints", "kept")
-    return init.get("filename") == KIT_CHECKPOINT_NAME and in_kit_folder
+    kept = folder.parts[-2:] == ("checkpoints", "kept")
+    if init.get("filename") != KIT_CHECKPOINT_NAME or not (kept or folder.name == "checkpoints"):
+        return False
+    expected = (checkpoint.keep_every, -1) if kept else (checkpoint.every_n_steps, checkpoint.keep_last)
+    found = (init.get("every_n_train_steps"), init.get("save_top_k"))
+    if found != expected:
+        raise UserError(
+            f"trainer.callbacks: the kit's checkpoint in {folder} says every_n_train_steps/save_top_k "
+            f"{found[0]}/{found[1]}, but checkpoint.* gives {expected[0]}/{expected[1]}; set --checkpoint.* instead"
+        )
+    return True
+
+
+def _switched_off(entry, trainer: Namespace) -> bool:
+    """A kit callback of a saved config whose Trainer switch is now off (Lightning would refuse it)."""
+    from lit_llm.callbacks import FinalCheckpoint, TrainingProgressBar
+
+    kind = _class_of(entry)
+    return (kind is FinalCheckpoint and trainer.enable_checkpointing is False) or (
+        kind is TrainingProgressBar and trainer.enable_progress_bar is False
+    )
 
 
 def _is_kit_logger(entry) -> bool:

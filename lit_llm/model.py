@@ -228,6 +228,19 @@ class Block(nn.Module):
         return x + self.drop(self.mlp(self.mlp_norm(x)))
 
 
+def zero_rows_from(weight: torch.Tensor, start: int) -> None:
+    """Zero the rows `start:` of a (rows, d) weight, also of a DTensor sharded on its rows (FSDP2's
+    Shard(0): each rank holds ceil(rows / ranks) consecutive rows), where slicing would copy."""
+    if not hasattr(weight, "to_local"):
+        weight[start:].zero_()
+        return
+    mesh = weight.device_mesh
+    if mesh.ndim != 1 or weight.placements[0].__class__.__name__ != "Shard" or weight.placements[0].dim != 0:
+        raise NotImplementedError(f"zero_rows_from: placements {weight.placements} on a {mesh.ndim}-D mesh")
+    offset = mesh.get_local_rank() * math.ceil(weight.shape[0] / mesh.size())
+    weight.to_local()[max(0, start - offset) :].zero_()
+
+
 class GPT(nn.Module):
     """Token embedding -> n_layer Blocks -> RMSNorm -> LM head."""
 
@@ -238,12 +251,16 @@ class GPT(nn.Module):
         self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.norm = RMSNorm(config.d_model, config.norm_eps)
         self.lm_head = nn.Linear(config.d_model, config.padded_vocab_size, bias=False)
-        if config.tie_embeddings:
-            self.lm_head.weight = self.embed.weight
+        self.tie_weights()
         cos, sin = rope_tables(config.head_size, config.max_seq_len, config.rope_theta)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
         self.reset_parameters()
+
+    def tie_weights(self) -> None:
+        """With tie_embeddings, the LM head is the embedding matrix (again after `to_empty`, which unties)."""
+        if self.config.tie_embeddings:
+            self.lm_head.weight = self.embed.weight
 
     def reset_parameters(self) -> None:
         """Normal(0, init_std) everywhere; residual output projections scaled by 1/sqrt(2 n_layer).
@@ -264,8 +281,8 @@ class GPT(nn.Module):
             elif isinstance(module, RMSNorm):
                 nn.init.ones_(module.weight)
         with torch.no_grad():
-            self.embed.weight[self.config.vocab_size :].zero_()
-            self.lm_head.weight[self.config.vocab_size :].zero_()
+            zero_rows_from(self.embed.weight, self.config.vocab_size)
+            zero_rows_from(self.lm_head.weight, self.config.vocab_size)
         rope = rope_tables(self.config.head_size, self.config.max_seq_len, self.config.rope_theta)
         self.rope_cos, self.rope_sin = (t.to(self.rope_cos.device) for t in rope)
 

@@ -126,7 +126,9 @@ class LitLLM(LightningModule):
         # No save_hyperparameters(): LightningCLI would silently replace the command line's model
         # config with the checkpoint's on resume. The config is stored in on_save_checkpoint and a
         # mismatch is refused in on_load_checkpoint.
-        self.model = GPT(arch)
+        with torch.device("meta"):  # no weights yet: configure_model materializes them (or their shards)
+            self.model = GPT(arch)
+        self._init_rng = torch.get_rng_state()  # the weights drawn later equal those drawn now
         self.tokens_seen = 0
         self.val_nll, self.val_tokens, self.val_bytes, self.val_byte_nll = (
             SumMetric(),
@@ -155,6 +157,35 @@ class LitLLM(LightningModule):
                 block.compile()
         if self.device_mesh is not None:
             self._shard_with_fsdp2()
+        self.materialize()
+
+    def _apply(self, fn, *args, **kwargs):
+        """Moves and casts leave weights that are still on the meta device there (a run that fails before
+        `configure_model` is torn down with `.cpu()`, which cannot copy a meta tensor)."""
+        return super()._apply(lambda t: t if t.is_meta else fn(t), *args, **kwargs)
+
+    def materialize(self) -> None:
+        """Allocate and initialize the weights of a model built on the meta device, once.
+
+        Unsharded, on the CPU with the random state of construction: the same values as a GPT built
+        eagerly then (Lightning moves them to the device). Sharded by FSDP2, each rank allocates and
+        draws only its shard, on its device, with its own random stream (same distribution).
+        """
+        if not any(t.is_meta for t in [*self.model.parameters(), *self.model.buffers()]):
+            return
+        sharded = self.device_mesh is not None
+        device = self.trainer.strategy.root_device if sharded else torch.device("cpu")
+        self.model.to_empty(device=device)
+        self.model.tie_weights()
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.set_rng_state(self._init_rng)
+            if sharded:
+                torch.manual_seed(int(torch.randint(2**62, ())) + self.trainer.global_rank)
+            else:  # draw what an eager GPT drew: each layer's own init in construction order, then ours
+                for layer in self.model.modules():
+                    if isinstance(layer, (torch.nn.Linear, torch.nn.Embedding)):
+                        layer.reset_parameters()
+            self.model.reset_parameters()
 
     def _shard_with_fsdp2(self) -> None:
         """fully_shard each block, then the root (embedding, final norm, LM head), over the data-parallel mesh."""
@@ -250,6 +281,7 @@ class LitLLM(LightningModule):
         return loss
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        self._grad_norm = None  # a rollback may restore a checkpoint of this very step: never reuse
         if self._pending_rng is not None:
             restore_rng_state(self._pending_rng)
             self._pending_rng = None
@@ -369,6 +401,7 @@ class LitLLM(LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.materialize()  # `LitLLM.load_from_checkpoint` loads right after construction
         extra = checkpoint.get("lit_llm", {})
         saved = extra.get("model_config")
         if saved is not None and saved != dataclasses.asdict(self.model_config):

@@ -77,3 +77,29 @@ def test_the_saved_config_reruns_the_same_run(tmp_path):
         again["trainer"]["callbacks"]
         == yaml.safe_load(saved.read_text().replace("first", "again"))["trainer"]["callbacks"]
     )
+
+
+def test_printed_config_reruns_with_switches_off_and_refuses_edited_kit_checkpoints(capsys, tmp_path):
+    saved = tmp_path / "config.yaml"
+    printed = print_config(capsys, "--data.path", "unused", "--trainer.default_root_dir", str(tmp_path))
+    saved.write_text(yaml.safe_dump(printed))
+    off = ["--trainer.enable_progress_bar", "false", "--trainer.enable_checkpointing", "false"]
+    again = print_config(capsys, "--config", str(saved), *off)
+    assert [c["class_path"].rsplit(".", 1)[1] for c in again["trainer"]["callbacks"]] == ["TokenThroughput"]
+    printed["trainer"]["callbacks"][0]["init_args"]["every_n_train_steps"] = 500
+    saved.write_text(yaml.safe_dump(printed))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(saved), "--print_config"])
+    error = capsys.readouterr().err
+    assert (
+        exit_info.value.code == 1
+        and "every_n_train_steps/save_top_k 500/3, but checkpoint.* gives 100/3" in error
+    )
+
+
+def test_print_config_of_an_incomplete_run_and_of_validate(capsys):
+    assert print_config(capsys)["data"]["path"] is None  # no data path yet: printed as it stands
+    with pytest.raises(SystemExit):
+        main(["validate", "--data.path", "unused", "--print_config"])
+    callbacks = yaml.safe_load(capsys.readouterr().out)["trainer"]["callbacks"]
+    assert "TokenThroughput" not in str(callbacks) and "TrainingProgressBar" in str(callbacks)
