@@ -171,7 +171,7 @@ def plan_main(args: list[str]) -> None:
     arch = ModelConfig(**fields)
     vocab = model.vocab_size or _manifest_vocab(data.path) or arch.vocab_size
     arch = dataclasses.replace(arch, vocab_size=vocab, ffn_hidden=arch.ffn_hidden)
-    devices = trainer.devices if isinstance(trainer.devices, int) else 1
+    devices = _device_count(trainer.devices)
     layout = _layout(trainer.strategy, devices * trainer.num_nodes)
     compute = compute_bytes_of(trainer.precision, model.fsdp_param_dtype)
     print(
@@ -211,6 +211,16 @@ def _parse(args: list[str]):
     except ArgumentError as err:
         options = {f"--{key}" for key in parser.get_defaults().keys()}  # noqa: SIM118 (dotted keys)
         raise UserError(one_line_parse_error(err, options)) from None
+
+
+def _device_count(devices) -> int:
+    """Devices per node from `trainer.devices`: a count ("8" from the command line), a list of ids, or
+    "auto" (taken as 1: say how many with --trainer.devices)."""
+    if isinstance(devices, (list, tuple)):
+        return len(devices)
+    if isinstance(devices, str):
+        return int(devices) if devices.isdigit() else 1
+    return int(devices)
 
 
 def _layout(strategy, world_size: int) -> Layout:

@@ -88,3 +88,5 @@ def test_plan_command_reports_the_preset_and_whether_it_fits(capsys):
     assert out.count(": fits") == 3
     main(["plan", "--config", "configs/experiments/llama_1b_fsdp.yaml", "--data.batch_size", "64"])
     assert "H100-80GB" in (out := capsys.readouterr().out) and "does NOT fit" in out
+    main(["plan", "--config", "configs/experiments/llama_1b_fsdp.yaml", "--trainer.devices", "4"])
+    assert "8 devices = 8 data-parallel" in capsys.readouterr().out  # 4 per node x 2 nodes
