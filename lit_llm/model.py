@@ -230,14 +230,17 @@ class Block(nn.Module):
 
 def zero_rows_from(weight: torch.Tensor, start: int) -> None:
     """Zero the rows `start:` of a (rows, d) weight, also of a DTensor sharded on its rows (FSDP2's
-    Shard(0): each rank holds ceil(rows / ranks) consecutive rows), where slicing would copy."""
+    Shard(0), replicated on other mesh dims under HSDP: a rank holds ceil(rows / shards) consecutive
+    rows), where slicing would write to a copy."""
     if not hasattr(weight, "to_local"):
         weight[start:].zero_()
         return
-    mesh = weight.device_mesh
-    if mesh.ndim != 1 or weight.placements[0].__class__.__name__ != "Shard" or weight.placements[0].dim != 0:
-        raise NotImplementedError(f"zero_rows_from: placements {weight.placements} on a {mesh.ndim}-D mesh")
-    offset = mesh.get_local_rank() * math.ceil(weight.shape[0] / mesh.size())
+    mesh, placements = weight.device_mesh, weight.placements
+    sharded = [i for i, p in enumerate(placements) if p.is_shard()]
+    if len(sharded) != 1 or placements[sharded[0]].dim != 0:
+        raise NotImplementedError(f"zero_rows_from: placements {placements} on a {mesh.ndim}-D mesh")
+    dim = sharded[0]
+    offset = mesh.get_local_rank(dim) * math.ceil(weight.shape[0] / mesh.size(dim))
     weight.to_local()[max(0, start - offset) :].zero_()
 
 

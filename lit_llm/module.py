@@ -179,8 +179,9 @@ class LitLLM(LightningModule):
         self.model.tie_weights()
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             torch.set_rng_state(self._init_rng)
-            if sharded:
-                torch.manual_seed(int(torch.randint(2**62, ())) + self.trainer.global_rank)
+            if sharded:  # one stream per shard; replicas of a shard (HSDP) draw the same values
+                shard = self._shard_mesh.get_local_rank(self._shard_mesh.ndim - 1)
+                torch.manual_seed(int(torch.randint(2**62, ())) + shard)
             else:  # draw what an eager GPT drew: each layer's own init in construction order, then ours
                 for layer in self.model.modules():
                     if isinstance(layer, (torch.nn.Linear, torch.nn.Embedding)):
@@ -188,11 +189,22 @@ class LitLLM(LightningModule):
             self.model.reset_parameters()
 
     def _shard_with_fsdp2(self) -> None:
-        """fully_shard each block, then the root (embedding, final norm, LM head), over the data-parallel mesh."""
+        """fully_shard each block, then the root (embedding, final norm, LM head).
+
+        Over the data-parallel mesh when `tensor_parallel_size` is 1. The kit has no tensor-parallel
+        plan yet, so a larger tensor-parallel dimension (ModelParallelStrategy's default on one node:
+        data_parallel_size = nodes, tensor_parallel_size = devices) is used for sharding too: the whole
+        (data, tensor) mesh as HSDP, replicated across its first dimension and sharded across its second.
+        """
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
         mesh = self.device_mesh
-        mesh = mesh["data_parallel"] if "data_parallel" in (mesh.mesh_dim_names or ()) else mesh
+        names = mesh.mesh_dim_names or ()
+        if "data_parallel" in names and (
+            "tensor_parallel" not in names or mesh["tensor_parallel"].size() == 1
+        ):
+            mesh = mesh["data_parallel"]
+        self._shard_mesh = mesh
         policy = MixedPrecisionPolicy()
         if self.fsdp_param_dtype is not None:
             policy = MixedPrecisionPolicy(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+from lightning.pytorch import Callback
 
 from lit_llm.data.shards import Manifest, token_dtype, write_shard
 from lit_llm.plot import read_metrics
@@ -156,3 +158,17 @@ def fit_tiny(data: Path, run: Path, *args: str) -> None:
     from lit_llm.cli import main
 
     main(["fit", *TINY, "--data.path", str(data), "--trainer.default_root_dir", str(run), *args])
+
+
+class ShardRows(Callback):
+    """Writes, per rank, the share of the first block's q_proj rows the rank holds (1.0: a full copy)."""
+
+    def __init__(self, out: str) -> None:
+        self.out = out
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        weight = pl_module.model.blocks[0].attn.q_proj.weight
+        local = weight.to_local() if hasattr(weight, "to_local") else weight
+        Path(self.out, f"rank{trainer.global_rank}.json").write_text(
+            json.dumps(local.shape[0] / weight.shape[0])
+        )

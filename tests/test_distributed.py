@@ -106,9 +106,14 @@ def test_fsdp2_trains_saves_sharded_resumes_and_exports(data, tmp_path):
         "--trainer.default_root_dir",
         str(run),
     ]
-    lit_llm([*common, "--trainer.max_steps", "4"])
+    shard_rows = ["--trainer.callbacks+=tests.helpers.ShardRows", "--trainer.callbacks.out", str(tmp_path)]
+    lit_llm([*common, "--trainer.max_steps", "4", *shard_rows])
     last = run / "checkpoints" / "last.ckpt"
     assert last.is_dir() and (last / "meta.pt").exists() and len(list(last.glob("*.distcp"))) == 2
+    # sharded, not replicated: ModelParallelStrategy's default on one node puts both devices on its
+    # tensor-parallel dimension, which the kit shards over too (each rank holds half of every block)
+    shares = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert shares == [0.5, 0.5]
     lit_llm([*common, "--trainer.max_steps", "7", "--ckpt_path", "last"])
     assert max(train_losses(run)) == 6
     gpt, info = load_gpt(run)
