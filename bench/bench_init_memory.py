@@ -91,6 +91,7 @@ def run(data: Path, out: Path, ranks: int) -> list[dict]:
         "--trainer.enable_checkpointing", "false",
         "--trainer.enable_progress_bar", "false",
         "--trainer.logger", "false",
+        "--trainer.default_root_dir", str(out),  # config.yaml goes there, not to the working directory
         "--trainer.callbacks+=bench_init_memory.PeakMemory",
         "--trainer.callbacks.out", str(out),
     ]  # fmt: off
