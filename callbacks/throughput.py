@@ -25,7 +25,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lit_llm.batch import INPUT_IDS
 
 
-def _compute_dtype(precision: str) -> torch.dtype:
+def compute_dtype(precision: str) -> torch.dtype:
     """The dtype matmuls run in under a Lightning precision setting ("bf16-mixed", "32-true", ...)."""
     precision = str(precision)
     if precision.startswith("bf16"):
@@ -75,7 +75,7 @@ class TokenThroughput(Callback):
 
     def _new_meter(self, trainer: Trainer) -> _Meter:
         flops = self.peak_flops or get_available_flops(
-            trainer.strategy.root_device, _compute_dtype(trainer.precision)
+            trainer.strategy.root_device, compute_dtype(trainer.precision)
         )
         return _Meter(flops, trainer.world_size, self.window_size)
 

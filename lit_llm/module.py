@@ -25,7 +25,8 @@ from torchmetrics import SumMetric
 
 from lit_llm.batch import IGNORE_INDEX, INPUT_IDS, LABELS, TARGET_BYTES, bits_per_byte
 from lit_llm.errors import UserError
-from lit_llm.model import GPT, Block, ModelConfig
+from lit_llm.model import GPT, ModelConfig
+from lit_llm.parallel import apply_activation_checkpointing, is_on_meta, materialize, shard_with_fsdp2
 
 
 @dataclass(frozen=True)
@@ -142,21 +143,18 @@ class LitLLM(LightningModule):
     # ---- model set-up ----------------------------------------------------------------
 
     def configure_model(self) -> None:
-        """Activation checkpointing, torch.compile and FSDP2 sharding, each applied once per block."""
+        """Activation checkpointing, torch.compile and FSDP2 sharding, each applied once per block, then
+        the weights (or this rank's shard of them) allocated and initialized (`lit_llm.parallel`)."""
         if getattr(self, "_model_configured", False):
             return  # Lightning calls this on every fit/validate; wrapping twice would nest wrappers
         self._model_configured = True
         if self.activation_checkpointing:
-            from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (
-                apply_activation_checkpointing,
-            )
-
-            apply_activation_checkpointing(self.model, check_fn=lambda m: isinstance(m, Block))
+            apply_activation_checkpointing(self.model)
         if self.compile:
             for block in self.model.blocks:
                 block.compile()
         if self.device_mesh is not None:
-            self._shard_with_fsdp2()
+            self._shard_mesh = shard_with_fsdp2(self.model, self.device_mesh, self.fsdp_param_dtype)
         self.materialize()
 
     def _apply(self, fn, *args, **kwargs):
@@ -165,54 +163,14 @@ class LitLLM(LightningModule):
         return super()._apply(lambda t: t if t.is_meta else fn(t), *args, **kwargs)
 
     def materialize(self) -> None:
-        """Allocate and initialize the weights of a model built on the meta device, once.
-
-        Unsharded, on the CPU with the random state of construction: the same values as a GPT built
-        eagerly then (Lightning moves them to the device). Sharded by FSDP2, each rank allocates and
-        draws only its shard, on its device, with its own random stream (same distribution).
-        """
-        if not any(t.is_meta for t in [*self.model.parameters(), *self.model.buffers()]):
+        """Allocate and initialize the weights once: unsharded on the CPU with the eager values of the
+        seed of construction (Lightning moves them), sharded on this rank's device (`parallel.materialize`)."""
+        if not is_on_meta(self.model):
             return
-        sharded = self.device_mesh is not None
-        device = self.trainer.strategy.root_device if sharded else torch.device("cpu")
-        self.model.to_empty(device=device)
-        self.model.tie_weights()
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
-            torch.set_rng_state(self._init_rng)
-            if sharded:  # one stream per shard; replicas of a shard (HSDP) draw the same values
-                shard = self._shard_mesh.get_local_rank(self._shard_mesh.ndim - 1)
-                torch.manual_seed(int(torch.randint(2**62, ())) + shard)
-            else:  # draw what an eager GPT drew: each layer's own init in construction order, then ours
-                for layer in self.model.modules():
-                    if isinstance(layer, (torch.nn.Linear, torch.nn.Embedding)):
-                        layer.reset_parameters()
-            self.model.reset_parameters()
-
-    def _shard_with_fsdp2(self) -> None:
-        """fully_shard each block, then the root (embedding, final norm, LM head).
-
-        Over the data-parallel mesh when `tensor_parallel_size` is 1. The kit has no tensor-parallel
-        plan yet, so a larger tensor-parallel dimension (ModelParallelStrategy's default on one node:
-        data_parallel_size = nodes, tensor_parallel_size = devices) is used for sharding too: the whole
-        (data, tensor) mesh as HSDP, replicated across its first dimension and sharded across its second.
-        """
-        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-
-        mesh = self.device_mesh
-        names = mesh.mesh_dim_names or ()
-        if "data_parallel" in names and (
-            "tensor_parallel" not in names or mesh["tensor_parallel"].size() == 1
-        ):
-            mesh = mesh["data_parallel"]
-        self._shard_mesh = mesh
-        policy = MixedPrecisionPolicy()
-        if self.fsdp_param_dtype is not None:
-            policy = MixedPrecisionPolicy(
-                param_dtype=getattr(torch, self.fsdp_param_dtype), reduce_dtype=torch.float32
-            )
-        for block in self.model.blocks:
-            fully_shard(block, mesh=mesh, mp_policy=policy)
-        fully_shard(self.model, mesh=mesh, mp_policy=policy)
+        if self.device_mesh is None:
+            materialize(self.model, self._init_rng, torch.device("cpu"))
+        else:
+            materialize(self.model, self._init_rng, self.trainer.strategy.root_device, self._shard_mesh)
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)

@@ -83,11 +83,10 @@ def activation_bytes_per_token(config: ModelConfig, compute_bytes: int, tensor_p
     }
 
 
-def memory_plan(
-    config: ModelConfig, layout: Layout, micro_batch: int, seq_len: int, compute_bytes: int
-) -> MemoryPlan:
-    """Bytes per device of weights, gradients, AdamW state, gathered blocks and activations."""
-    gpt = meta_gpt(config)
+def memory_plan(gpt: GPT, layout: Layout, micro_batch: int, seq_len: int, compute_bytes: int) -> MemoryPlan:
+    """Bytes per device of weights, gradients, AdamW state, gathered blocks and activations of `gpt`
+    (built on the meta device: `meta_gpt`)."""
+    config = gpt.config
     total = gpt.num_params()
     block_params = sum(p.numel() for p in gpt.blocks[0].parameters())
     in_blocks = block_params * config.n_layer
@@ -107,11 +106,6 @@ def memory_plan(
     )
 
 
-def tokens_per_second(config: ModelConfig, seq_len: int, peak_flops: float, mfu: float) -> float:
-    """Tokens/s of one device at `mfu` of `peak_flops` (training FLOPs per token from `GPT.flops_per_token`)."""
-    return mfu * peak_flops / meta_gpt(config).flops_per_token(seq_len)
-
-
 def format_plan(
     config: ModelConfig,
     layout: Layout,
@@ -123,7 +117,8 @@ def format_plan(
 ) -> str:
     """The report `lit-llm plan` prints."""
     gpt = meta_gpt(config)
-    plan = memory_plan(config, layout, micro_batch, seq_len, compute_bytes)
+    plan = memory_plan(gpt, layout, micro_batch, seq_len, compute_bytes)
+    flops_per_token = gpt.flops_per_token(seq_len)
     strategy = "FSDP2" if layout.fsdp else "replicated (DDP)"
     lines = [
         f"model      {gpt.num_params() / 1e9:.3f}B parameters ({gpt.num_params(non_embedding=True) / 1e9:.3f}B "
@@ -146,7 +141,7 @@ def format_plan(
     ]
     need = plan.total(activation_checkpointing)
     for name, (peak, memory) in GPUS.items():
-        rate = tokens_per_second(config, seq_len, peak, mfu)
+        rate = mfu * peak / flops_per_token  # tokens/s of one device
         fits = "fits" if need <= USABLE * memory else "does NOT fit"
         lines.append(
             f"  {name:<11} {rate:>12,.0f} tokens/s per device, {rate * layout.world_size:>14,.0f} in all; "
@@ -156,11 +151,12 @@ def format_plan(
 
 
 def compute_bytes_of(precision: str | None, fsdp_param_dtype: str | None) -> int:
-    """Bytes of the dtype matmuls and saved activations use under a Lightning precision setting."""
-    precision = str(precision or "32-true")
-    if fsdp_param_dtype in ("bfloat16", "float16") or precision.startswith(("bf16", "16")):
-        return 2
-    return 4
+    """Bytes of the dtype matmuls and saved activations use: FSDP2's parameter dtype when set, else the
+    Lightning precision's (as TokenThroughput reads it)."""
+    from lit_llm.callbacks.throughput import compute_dtype
+
+    dtype = getattr(torch, fsdp_param_dtype) if fsdp_param_dtype else compute_dtype(precision or "32-true")
+    return dtype.itemsize
 
 
 def plan_main(args: list[str]) -> None:

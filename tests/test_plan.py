@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from lit_llm.cli import main
 from lit_llm.model import GPT, Block, ModelConfig
-from lit_llm.plan import Layout, activation_bytes_per_token, memory_plan
+from lit_llm.plan import Layout, activation_bytes_per_token, memory_plan, meta_gpt
 
 CONFIGS = [
     ModelConfig(vocab_size=1000, n_layer=2, n_head=4, n_kv_head=2, d_model=128, max_seq_len=128),
@@ -67,15 +67,15 @@ def test_weights_gradients_and_adamw_state_are_exact_on_one_device():
         for name, t in state.items()
         if name != "step"
     )
-    plan = memory_plan(config, Layout(), micro_batch=2, seq_len=16, compute_bytes=4)
+    plan = memory_plan(meta_gpt(config), Layout(), micro_batch=2, seq_len=16, compute_bytes=4)
     assert (plan.weights, plan.gradients, plan.optimizer, plan.gathered) == (weights, grads, moments, 0)
 
 
 def test_sharding_divides_what_it_shards():
     config = CONFIGS[0]
-    alone = memory_plan(config, Layout(), 2, 16, 2)
-    fsdp = memory_plan(config, Layout(world_size=4, fsdp=True), 2, 16, 2)
-    tp = memory_plan(config, Layout(world_size=2, tensor_parallel=2), 2, 16, 2)
+    alone = memory_plan(meta_gpt(config), Layout(), 2, 16, 2)
+    fsdp = memory_plan(meta_gpt(config), Layout(world_size=4, fsdp=True), 2, 16, 2)
+    tp = memory_plan(meta_gpt(config), Layout(world_size=2, tensor_parallel=2), 2, 16, 2)
     assert fsdp.weights == pytest.approx(alone.weights / 4, abs=1) and fsdp.gathered > 0
     assert alone.weights / 2 < tp.weights < alone.weights  # embedding and head stay whole
     assert tp.activations < alone.activations and fsdp.activations == alone.activations

@@ -19,6 +19,7 @@ bytes per token. The same inputs and options give a byte-identical tokenizer.jso
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -85,7 +86,7 @@ class TokenizerTrainConfig:
         if self.max_chars is not None and self.max_chars <= 0:
             raise UserError(f"max_chars must be > 0, got {self.max_chars}")
 
-    @property
+    @functools.cached_property
     def specials(self) -> list[str]:
         """All special tokens in id order: eos, pad, then `special_tokens` (a `UserError` for a bad one)."""
         return check_special_tokens(self.special_tokens)
