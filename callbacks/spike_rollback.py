@@ -23,6 +23,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 
+from lit_llm.batch import data_parallel_rank_and_size
 from lit_llm.errors import UserError
 from lit_llm.module import LitLLM, total_gradient_norm
 from lit_llm.rollback import (
@@ -177,7 +178,9 @@ class LossSpikeRollback(Callback):
             return {"action": "skip_step", "dropped_checkpoints": dropped}
         dropped += self.checkpoints.drop(lambda c: c.step <= target.step)  # a discarded future
         datamodule = trainer.datamodule
-        step_samples = datamodule.batch_size * trainer.world_size * trainer.accumulate_grad_batches
+        step_samples = (
+            datamodule.batch_size * data_parallel_rank_and_size(trainer)[1] * trainer.accumulate_grad_batches
+        )
         end = datamodule.position + self.extra_skip_batches * step_samples
         skip = datamodule.skip_positions(target.position, end)
         checkpoint = restore_in_place(trainer, pl_module, target.path)

@@ -22,7 +22,7 @@ import torch
 from lightning.fabric.utilities.throughput import Throughput, get_available_flops
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from lit_llm.batch import INPUT_IDS
+from lit_llm.batch import INPUT_IDS, data_parallel_rank_and_size
 
 
 def compute_dtype(precision: str) -> torch.dtype:
@@ -36,11 +36,19 @@ def compute_dtype(precision: str) -> torch.dtype:
 
 
 class _Meter:
-    """Running totals of one stage, fed to a `Throughput` window."""
+    """Running totals of one stage, fed to a `Throughput` window.
 
-    def __init__(self, flops: float | None, world_size: int, window_size: int) -> None:
+    Under tensor parallelism the `tensor_parallel` ranks of a group share each batch and its FLOPs, so
+    a device does 1/tensor_parallel of them: the FLOPs fed in and the batch, sample and token rates read
+    out are divided by it (global figures are then device figures x devices, as `Throughput` computes).
+    """
+
+    def __init__(
+        self, flops: float | None, world_size: int, window_size: int, tensor_parallel: int = 1
+    ) -> None:
         self.throughput = Throughput(available_flops=flops, world_size=world_size, window_size=window_size)
         self.start, self.paused, self.batches, self.samples, self.tokens = time.perf_counter(), 0.0, 0, 0, 0
+        self.tensor_parallel = tensor_parallel
 
     def update(self, batch: dict, flops_per_batch: float | None) -> None:
         self.batches += 1
@@ -48,12 +56,20 @@ class _Meter:
         self.tokens += int(batch[INPUT_IDS].numel())
         elapsed = time.perf_counter() - self.start - self.paused
         totals = {"batches": self.batches, "samples": self.samples, "lengths": self.tokens}
+        if flops_per_batch is not None:
+            flops_per_batch = flops_per_batch / self.tensor_parallel
         self.throughput.update(time=elapsed, flops=flops_per_batch, **totals)
 
     def metrics(self, prefix: str) -> dict[str, float]:
         """`Throughput`'s rates, its items (here tokens) named tokens: PREFIX/tokens_per_sec, ... (not its
         running totals: the module logs the tokens seen)."""
         rates = {k: v for k, v in self.throughput.compute().items() if k.endswith(("_per_sec", "mfu"))}
+        shared = (
+            "batches_per_sec",
+            "samples_per_sec",
+            "items_per_sec",
+        )  # counted once per tensor-parallel rank
+        rates = {k: v / self.tensor_parallel if k.endswith(shared) else v for k, v in rates.items()}
         return {f"{prefix}/{k.replace('items', 'tokens')}": float(v) for k, v in rates.items()}
 
 
@@ -77,7 +93,8 @@ class TokenThroughput(Callback):
         flops = self.peak_flops or get_available_flops(
             trainer.strategy.root_device, compute_dtype(trainer.precision)
         )
-        return _Meter(flops, trainer.world_size, self.window_size)
+        groups = data_parallel_rank_and_size(trainer)[1]
+        return _Meter(flops, trainer.world_size, self.window_size, trainer.world_size // groups)
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._train = self._new_meter(trainer)

@@ -38,3 +38,17 @@ class ValBatch(TypedDict, total=False):
 def bits_per_byte(nll_sum: float, num_bytes: int) -> float:
     """Bits per UTF-8 byte from summed natural-log losses over targets decoding to num_bytes bytes."""
     return nll_sum / (math.log(2) * num_bytes) if num_bytes else float("nan")
+
+
+def data_parallel_rank_and_size(trainer) -> tuple[int, int]:
+    """(this process's data-parallel rank, number of data-parallel groups) under a Lightning Trainer.
+
+    Each group trains on its own batches; under tensor parallelism the ranks of a tensor-parallel group
+    share one batch, so the groups are fewer than the processes. Read from the strategy's public
+    `distributed_sampler_kwargs` (DDP: every process; ModelParallelStrategy: its data-parallel mesh);
+    (0, 1) without a Trainer or with a single-device strategy.
+    """
+    if trainer is None:
+        return 0, 1
+    layout = getattr(getattr(trainer, "strategy", None), "distributed_sampler_kwargs", None) or {}
+    return int(layout.get("rank", trainer.global_rank)), int(layout.get("num_replicas", trainer.world_size))

@@ -96,6 +96,11 @@ def consolidate_sharded(path: str | Path, out: str | Path | None = None) -> dict
     return ckpt
 
 
+def clean_parameter_name(name: str) -> str:
+    """A parameter's name without the wrappers of activation checkpointing and torch.compile."""
+    return name.replace("_checkpoint_wrapped_module.", "").replace("_orig_mod.", "")
+
+
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[Path, dict]:
     """The checkpoint dict at path (a file, a run folder or a sharded folder); a UserError if unreadable."""
     file = resolve_checkpoint(path)
@@ -118,9 +123,7 @@ def load_gpt(path: str | Path, map_location: str | torch.device = "cpu") -> tupl
     gpt = GPT(ModelConfig(**extra["model_config"]))
     prefix = "model."
     state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-    state = {
-        k.replace("_orig_mod.", "").replace("_checkpoint_wrapped_module.", ""): v for k, v in state.items()
-    }
+    state = {clean_parameter_name(k): v for k, v in state.items()}
     gpt.load_state_dict(state)
     tokenizer = extra.get("tokenizer_path")
     info = CheckpointInfo(

@@ -124,8 +124,10 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 class KVCache:
     """Keys and values of past positions for incremental decoding.
 
-    Holds only the n_kv_head heads per layer (GQA/MQA shrink it by n_head / n_kv_head).
-    `GPT.forward(idx, cache=cache)` appends the new positions and advances `pos`.
+    Holds only the key/value heads per layer (GQA/MQA shrink it by n_head / n_kv_head; under tensor
+    parallelism a rank holds its own heads only): each layer's buffers are allocated at its first
+    `append`, shaped after the keys it is given. `GPT.forward(idx, cache=cache)` appends the new
+    positions and advances `pos`.
     """
 
     def __init__(
@@ -139,9 +141,9 @@ class KVCache:
         self.max_len = max_len or config.max_seq_len
         if self.max_len > config.max_seq_len:
             raise ValueError(f"KV cache length {self.max_len} exceeds max_seq_len={config.max_seq_len}")
-        shape = (batch_size, config.n_kv_head, self.max_len, config.head_size)  # (B, n_kv, T_max, hs)
-        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
-        self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        self.batch_size, self.device, self.dtype = batch_size, device, dtype
+        self.keys: list[torch.Tensor | None] = [None] * config.n_layer  # (B, n_kv, T_max, hs) each
+        self.values: list[torch.Tensor | None] = [None] * config.n_layer
         self.pos = 0
 
     def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,6 +151,11 @@ class KVCache:
         end = self.pos + k.shape[2]
         if end > self.max_len:
             raise ValueError(f"KV cache overflow: position {end} > cache length {self.max_len}")
+        if self.keys[layer] is None:
+            shape = (self.batch_size, k.shape[1], self.max_len, k.shape[3])
+            device = self.device or k.device
+            self.keys[layer] = torch.zeros(shape, device=device, dtype=self.dtype)
+            self.values[layer] = torch.zeros(shape, device=device, dtype=self.dtype)
         self.keys[layer][:, :, self.pos : end] = k
         self.values[layer][:, :, self.pos : end] = v
         return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
@@ -171,9 +178,10 @@ class CausalSelfAttention(nn.Module):
         self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None
     ) -> torch.Tensor:
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
-        k = self.k_proj(x).view(B, T, self.n_kv_head, self.head_size).transpose(1, 2)  # (B, n_kv, T, hs)
-        v = self.v_proj(x).view(B, T, self.n_kv_head, self.head_size).transpose(1, 2)  # (B, n_kv, T, hs)
+        # -1 heads: under tensor parallelism a rank holds n_head / K query and n_kv_head / K key/value heads
+        q = self.q_proj(x).view(B, T, -1, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
+        k = self.k_proj(x).view(B, T, -1, self.head_size).transpose(1, 2)  # (B, n_kv, T, hs)
+        v = self.v_proj(x).view(B, T, -1, self.head_size).transpose(1, 2)  # (B, n_kv, T, hs)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:
             k, v = cache.append(self.layer, k, v)  # (B, n_kv, T_past + T, hs)
@@ -186,7 +194,7 @@ class CausalSelfAttention(nn.Module):
             dropout_p=self.dropout if self.training else 0.0,
             enable_gqa=self.n_kv_head != self.n_head,
         )  # (B, nh, T, hs)
-        return self.o_proj(y.transpose(1, 2).reshape(B, T, self.n_head * self.head_size))
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
 
 
 def causal_mask(t_query: int, t_key: int, device: torch.device) -> torch.Tensor | None:
@@ -265,17 +273,20 @@ class GPT(nn.Module):
         if self.config.tie_embeddings:
             self.lm_head.weight = self.embed.weight
 
-    def reset_parameters(self) -> None:
+    def reset_parameters(self, before_each=None) -> None:
         """Normal(0, init_std) everywhere; residual output projections scaled by 1/sqrt(2 n_layer).
 
         The scaling (GPT-2, GPT-NeoX) keeps the residual stream's variance from growing with
         depth, since each block adds two branches. Padded vocabulary rows are zero: they are
         never looked up nor targets, so with zero gradients they stay zero, and export can
-        slice them off losslessly.
+        slice them off losslessly. `before_each(weight)`, when given, runs before each random
+        draw (`parallel.materialize` seeds each shard with it).
         """
         std = self.config.init_std
         residual_std = std / math.sqrt(2 * self.config.n_layer)
         for name, module in self.named_modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)) and before_each is not None:
+                before_each(module.weight)
             if isinstance(module, nn.Linear):
                 is_residual_out = name.endswith(("o_proj", "down_proj"))
                 nn.init.normal_(module.weight, mean=0.0, std=residual_std if is_residual_out else std)

@@ -23,10 +23,24 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import SumMetric
 
-from lit_llm.batch import IGNORE_INDEX, INPUT_IDS, LABELS, TARGET_BYTES, bits_per_byte
+from lit_llm.batch import (
+    IGNORE_INDEX,
+    INPUT_IDS,
+    LABELS,
+    TARGET_BYTES,
+    bits_per_byte,
+    data_parallel_rank_and_size,
+)
+from lit_llm.checkpoint import clean_parameter_name
 from lit_llm.errors import UserError
 from lit_llm.model import GPT, ModelConfig
-from lit_llm.parallel import apply_activation_checkpointing, is_on_meta, materialize, shard_with_fsdp2
+from lit_llm.parallel import (
+    apply_activation_checkpointing,
+    apply_tensor_parallel,
+    is_on_meta,
+    materialize,
+    shard_with_fsdp2,
+)
 
 
 @dataclass(frozen=True)
@@ -78,10 +92,20 @@ def lr_factor(step: int, total: int, cfg: ScheduleConfig) -> float:
 
 
 def total_gradient_norm(parameters) -> torch.Tensor:
-    """The 2-norm of all gradients together (0 when there are none); a plain tensor also under FSDP2."""
-    grads = [p.grad for p in parameters if p.grad is not None]
-    norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
-    return norm.full_tensor() if hasattr(norm, "full_tensor") else norm  # DTensor under FSDP2
+    """The 2-norm of all gradients together (0 when there are none); a plain tensor also under FSDP2 and
+    tensor parallelism, whose gradients are DTensors on different meshes (blocks on data x tensor, the
+    embedding on data only): one reduction per mesh."""
+    by_mesh: dict = {}
+    for p in parameters:
+        if p.grad is not None:
+            by_mesh.setdefault(getattr(p.grad, "device_mesh", None), []).append(p.grad)
+    norms = []
+    for grads in by_mesh.values():
+        norm = torch.nn.utils.get_total_norm(grads)
+        norms.append(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)  # reduced over its mesh
+    if len(norms) <= 1:
+        return norms[0] if norms else torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack([n.to(norms[0].device) for n in norms]))
 
 
 class LitLLM(LightningModule):
@@ -143,18 +167,21 @@ class LitLLM(LightningModule):
     # ---- model set-up ----------------------------------------------------------------
 
     def configure_model(self) -> None:
-        """Activation checkpointing, torch.compile and FSDP2 sharding, each applied once per block, then
-        the weights (or this rank's shard of them) allocated and initialized (`lit_llm.parallel`)."""
+        """Tensor parallelism, activation checkpointing, torch.compile and FSDP2 sharding, each applied once
+        per block, then the weights (or this rank's shard of them) allocated and initialized
+        (`lit_llm.parallel`)."""
         if getattr(self, "_model_configured", False):
             return  # Lightning calls this on every fit/validate; wrapping twice would nest wrappers
         self._model_configured = True
+        if self.device_mesh is not None:
+            apply_tensor_parallel(self.model, self.device_mesh)
         if self.activation_checkpointing:
             apply_activation_checkpointing(self.model)
         if self.compile:
             for block in self.model.blocks:
                 block.compile()
         if self.device_mesh is not None:
-            self._shard_mesh = shard_with_fsdp2(self.model, self.device_mesh, self.fsdp_param_dtype)
+            shard_with_fsdp2(self.model, self.device_mesh, self.fsdp_param_dtype)
         self.materialize()
 
     def _apply(self, fn, *args, **kwargs):
@@ -170,7 +197,7 @@ class LitLLM(LightningModule):
         if self.device_mesh is None:
             materialize(self.model, self._init_rng, torch.device("cpu"))
         else:
-            materialize(self.model, self._init_rng, self.trainer.strategy.root_device, self._shard_mesh)
+            materialize(self.model, self._init_rng, self.trainer.strategy.root_device, sharded=True)
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
@@ -190,33 +217,29 @@ class LitLLM(LightningModule):
         self.flops_per_batch = self.model.flops_per_token(self.seq_len) * batch * self.seq_len
 
     def on_fit_start(self) -> None:
-        """Log the batch arithmetic once: micro-batch x devices x nodes x accumulation = global batch."""
+        """Log the batch arithmetic once: micro-batch x data-parallel groups x accumulation = global batch."""
         datamodule = getattr(self.trainer, "datamodule", None)
         micro = getattr(datamodule, "batch_size", None)
         if micro is None:
             return
         trainer = self.trainer
         accumulation = trainer.accumulate_grad_batches
-        global_batch = micro * trainer.world_size * accumulation
+        groups = data_parallel_rank_and_size(trainer)[1]
+        global_batch = micro * groups * accumulation
         layout = {
             "batch/micro": micro,
             "batch/world_size": trainer.world_size,
+            "batch/data_parallel": groups,
             "batch/accumulation": accumulation,
             "batch/global_samples": global_batch,
             "batch/global_tokens": global_batch * self.seq_len,
         }
         for logger in trainer.loggers:
             logger.log_hyperparams(layout)
-        saved_world = getattr(datamodule, "world_size_at_save", None)
-        note = ""
-        if saved_world is not None and saved_world != trainer.world_size:
-            note = (
-                f"; resumed from a run on {saved_world} processes: the sample stream continues at "
-                f"position {datamodule.position}, now interleaved over {trainer.world_size}"
-            )
         rank_zero_info(
-            f"global batch = {micro} x {trainer.world_size} processes x {accumulation} accumulation = "
-            f"{global_batch} samples = {global_batch * self.seq_len:,} tokens per optimizer step{note}"
+            f"global batch = {micro} x {describe_groups(trainer, groups)} x {accumulation} accumulation = "
+            f"{global_batch} samples = {global_batch * self.seq_len:,} tokens per optimizer step"
+            f"{resume_note(datamodule, groups, global_batch)}"
         )
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
@@ -238,7 +261,7 @@ class LitLLM(LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.loss(self(batch[INPUT_IDS]), batch[LABELS])
-        self.tokens_seen += batch[INPUT_IDS].numel() * self.trainer.world_size
+        self.tokens_seen += batch[INPUT_IDS].numel() * data_parallel_rank_and_size(self.trainer)[1]
         self.log(
             "train/loss",
             loss,
@@ -263,6 +286,16 @@ class LitLLM(LightningModule):
         if self._grad_norm is None or self._grad_norm[0] != step:
             self._grad_norm = (step, total_gradient_norm(self.parameters()))
         return self._grad_norm[1]
+
+    def configure_gradient_clipping(
+        self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
+    ) -> None:
+        """Clipping by norm scales the gradients by the step's `gradient_norm()` (computed once, and
+        correct where torch's `clip_grad_norm_` cannot combine DTensors of several meshes)."""
+        if gradient_clip_val and gradient_clip_algorithm in (None, "norm"):
+            torch.nn.utils.clip_grads_with_norm_(self.parameters(), gradient_clip_val, self.gradient_norm())
+            return
+        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def on_before_optimizer_step(self, optimizer) -> None:
         self.log("train/grad_norm", self.gradient_norm(), on_step=True, on_epoch=False)
@@ -359,7 +392,13 @@ class LitLLM(LightningModule):
             )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        datamodule = getattr(self._attached_trainer(), "datamodule", None)
+        trainer = self._attached_trainer()
+        if trainer is not None and checkpoint.get("optimizer_states"):
+            checkpoint["optimizer_states"] = [
+                name_optimizer_state(self, optimizer, state)
+                for optimizer, state in zip(trainer.optimizers, checkpoint["optimizer_states"])
+            ]
+        datamodule = getattr(trainer, "datamodule", None)
         tokenizer = getattr(datamodule, "tokenizer_path", None)
         checkpoint["lit_llm"] = {
             "tokenizer_sha256": getattr(datamodule, "tokenizer_sha256", None),
@@ -387,6 +426,54 @@ class LitLLM(LightningModule):
         # creates the DataLoader iterator, which draws from the torch RNG; the uninterrupted run
         # drew that number long before the checkpoint.
         self._pending_rng = extra.get("rng")
+
+
+def name_optimizer_state(module: torch.nn.Module, optimizer, state: dict) -> dict:
+    """An optimizer state dict keyed by parameter names ("model.blocks.0.attn.q_proj.weight") instead of
+    positions in the optimizer's parameter groups, as the distributed-checkpoint utilities key it.
+
+    torch's `Optimizer.load_state_dict` matches parameters by position and accepts either key; loading a
+    single-file checkpoint into a sharded run (1 -> N processes) keys positions by `module.parameters()`
+    order, which is not the order of the kit's weight-decay groups: with names, every moment finds its
+    parameter. A sharded (already named) state is returned as it is.
+    """
+    if not state.get("state") and not state.get("param_groups"):
+        return state
+    if any(not isinstance(k, int) for g in state["param_groups"] for k in g["params"]):
+        return state
+    names = {id(p): clean_parameter_name(n) for n, p in module.named_parameters()}
+    in_order = [names[id(p)] for group in optimizer.param_groups for p in group["params"]]
+    return {
+        "state": {in_order[i]: v for i, v in state["state"].items()},
+        "param_groups": [{**g, "params": [in_order[i] for i in g["params"]]} for g in state["param_groups"]],
+    }
+
+
+def describe_groups(trainer, groups: int) -> str:
+    """'2 processes', or '4 processes as 2 data-parallel groups of 2 tensor-parallel ranks'."""
+    if groups == trainer.world_size:
+        return f"{groups} processes"
+    return (
+        f"{trainer.world_size} processes as {groups} data-parallel groups of "
+        f"{trainer.world_size // groups} tensor-parallel ranks"
+    )
+
+
+def resume_note(datamodule, groups: int, global_batch: int) -> str:
+    """What changed since the checkpoint a run resumes from: the data-parallel layout, the global batch."""
+    saved_groups = getattr(datamodule, "world_size_at_save", None)
+    saved_batch = getattr(datamodule, "global_batch_at_save", None)
+    changes = []
+    if saved_groups is not None and saved_groups != groups:
+        changes.append(f"{saved_groups} data-parallel groups then, {groups} now")
+    if saved_batch is not None and saved_batch != global_batch:
+        changes.append(
+            f"the global batch was {saved_batch} samples and is {global_batch} now (the loss curve "
+            "and the LR schedule's meaning per step change)"
+        )
+    if not changes:
+        return ""
+    return f"; resumed from a checkpoint of another layout ({'; '.join(changes)}): the sample stream continues at position {datamodule.position}"
 
 
 def capture_rng_state() -> dict:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from lit_llm.checkpoint import load_gpt
 from tests.helpers import TINY, read_metrics, train_losses
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,43 +85,6 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(data, tm
     )
 
 
-def test_fsdp2_trains_saves_sharded_resumes_and_exports(data, tmp_path):
-    strategy = [
-        "--trainer.devices",
-        "2",
-        "--trainer.strategy.class_path",
-        "lightning.pytorch.strategies.ModelParallelStrategy",
-    ]
-    run = tmp_path / "run"
-    common = [
-        "fit",
-        *TINY,
-        *QUIET,
-        *strategy,
-        "--data.path",
-        str(data),
-        "--data.batch_size",
-        "2",
-        "--trainer.default_root_dir",
-        str(run),
-    ]
-    shard_rows = ["--trainer.callbacks+=tests.helpers.ShardRows", "--trainer.callbacks.out", str(tmp_path)]
-    lit_llm([*common, "--trainer.max_steps", "4", *shard_rows])
-    last = run / "checkpoints" / "last.ckpt"
-    assert last.is_dir() and (last / "meta.pt").exists() and len(list(last.glob("*.distcp"))) == 2
-    # sharded, not replicated: ModelParallelStrategy's default on one node puts both devices on its
-    # tensor-parallel dimension, which the kit shards over too (each rank holds half of every block)
-    shares = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
-    assert shares == [0.5, 0.5]
-    lit_llm([*common, "--trainer.max_steps", "7", "--ckpt_path", "last"])
-    assert max(train_losses(run)) == 6
-    gpt, info = load_gpt(run)
-    assert info.global_step == 7
-    lit_llm(["checkpoint", "convert", "--ckpt_path", str(run), "--out", str(tmp_path / "full.ckpt")])
-    lit_llm(["export", "--ckpt_path", str(tmp_path / "full.ckpt"), "--out", str(tmp_path / "hf")])
-    assert (tmp_path / "hf" / "model.safetensors").exists()
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -182,7 +144,8 @@ def test_two_node_torchrun_launch_on_loopback(data, tmp_path):
     assert max(train_losses(tmp_path / "run")) == 2
 
 
-def test_fsdp2_benchmark_eval_scores_the_gathered_model(data, tmp_path):
+def test_benchmark_eval_scores_the_gathered_model_of_a_model_parallel_run(data, tmp_path):
+    """ModelParallelStrategy on two devices of one node: tensor parallel 2 (Lightning's default layout)."""
     text = tmp_path / "held_out.txt"
     text.write_text("To be, or not to be, that is the question.\n\n" * 20)
     callback = {

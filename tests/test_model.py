@@ -72,8 +72,8 @@ def test_kv_cache_decoding_equals_full_forward(kv):
     x = torch.randint(0, 97, (2, 30))
     full = model(x)
     cache = KVCache(model.config, batch_size=2)
-    assert cache.keys[0].shape[1] == kv  # only the KV heads are cached
     parts = [model(x[:, :10], cache=cache), model(x[:, 10:11], cache=cache), model(x[:, 11:20], cache=cache)]
+    assert cache.keys[0].shape[1] == kv  # only the KV heads are cached
     parts += [model(x[:, t : t + 1], cache=cache) for t in range(20, 30)]
     assert torch.allclose(torch.cat(parts, dim=1), full, atol=1e-5)
 

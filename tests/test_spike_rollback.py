@@ -416,9 +416,12 @@ BLOW_UP_AT_17 = {
     "class_path": "tests.test_spike_rollback.BlowUp",
     "init_args": {"step": 17, "factor": 1000.0},
 }
-STRATEGIES = {
-    "ddp": ["--trainer.strategy", "ddp"],
-    "fsdp2": ["--trainer.strategy.class_path", "lightning.pytorch.strategies.ModelParallelStrategy"],
+MODEL_PARALLEL = ["--trainer.strategy.class_path", "lightning.pytorch.strategies.ModelParallelStrategy"]
+TP1 = ["--trainer.strategy.init_args.tensor_parallel_size", "1"]
+STRATEGIES = {  # arguments, samples per step (micro-batch 4 x data-parallel groups)
+    "ddp": (["--trainer.strategy", "ddp"], 8),
+    "fsdp2": ([*MODEL_PARALLEL, "--trainer.strategy.init_args.data_parallel_size", "2", *TP1], 8),
+    "tp2": ([*MODEL_PARALLEL, "--trainer.strategy.init_args.tensor_parallel_size", "2"], 4),
 }
 
 
@@ -431,7 +434,7 @@ def test_ranks_roll_back_together(data, tmp_path, strategy):
         [
             *TINY,
             *steps,
-            *STRATEGIES[strategy],
+            *STRATEGIES[strategy][0],
             "--trainer.default_root_dir",
             str(tmp_path),
             "--config",
@@ -440,8 +443,10 @@ def test_ranks_roll_back_together(data, tmp_path, strategy):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     (spike,) = read_jsonl(tmp_path / "spike_events.jsonl")
-    # Two ranks x 4 samples per step: the step-15 checkpoint is at sample 120; skip to the spike + 1 batch.
-    assert spike["step"] == 18 and spike["checkpoint_step"] == 15 and spike["skip"] == [120, 160], spike
+    # The step-15 checkpoint is at sample 15 x samples per step; skip to the spike + 1 batch (20 steps).
+    per_step = STRATEGIES[strategy][1]
+    assert spike["step"] == 18 and spike["checkpoint_step"] == 15, spike
+    assert spike["skip"] == [15 * per_step, 20 * per_step], spike
     for rank in (0, 1):
         rows = read_jsonl(tmp_path / f"samples-rank{rank}.jsonl")
         assert_skip_honoured(rows, spike)

@@ -2,7 +2,8 @@
 
 Training: an endless stream of windows of `seq_len + 1` tokens; sample i is a pure
 function of (seed, i) (see `sampling.py`), so resuming, splitting over ranks and skipping
-ranges are arithmetic. Rank r takes stream positions `start + n * world_size + r`; each
+ranges are arithmetic. Data-parallel rank r of W takes stream positions `start + n * W + r` (the ranks
+of a tensor-parallel group are one data-parallel rank: they get the same batch); each
 DataLoader worker builds whole batches, and the loader returns them in a fixed round-robin
 order, so the sequence of batches never depends on the number of workers. Validation is
 a fixed sequential pass over the held-out shards.
@@ -26,6 +27,7 @@ from lit_llm.batch import (
     STREAM_GENERATION,
     STREAM_POSITION,
     TARGET_BYTES,
+    data_parallel_rank_and_size,
 )
 from lit_llm.data.sampling import choose_windows, merge_ranges, sample_index
 from lit_llm.data.shards import Manifest, ShardSet
@@ -197,7 +199,8 @@ class LitDataModule(LightningDataModule):
         self.position = 0  # global training stream position: samples consumed by all ranks together
         self.generation = 0  # bumped by restart_stream(); batches of older generations are rebuilt
         self.consumed = 0  # batches of the current TrainStream consumed by the training loop
-        self.world_size_at_save: int | None = None
+        self.world_size_at_save: int | None = None  # data-parallel groups of the run a checkpoint came from
+        self.global_batch_at_save: int | None = None
 
     # ---- facts the model and the callbacks need --------------------------------------
 
@@ -274,7 +277,7 @@ class LitDataModule(LightningDataModule):
         )
 
     def train_windows(self, start: int) -> TrainWindows:
-        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        rank, world = data_parallel_rank_and_size(self.trainer)
         return TrainWindows(
             self.train_sets,
             self.source_weights,
@@ -290,8 +293,8 @@ class LitDataModule(LightningDataModule):
 
     @property
     def global_batch(self) -> int:
-        """Stream positions one training batch of all ranks spans (micro-batch x world size)."""
-        return self.batch_size * (self.trainer.world_size if self.trainer else 1)
+        """Stream positions one training batch of all ranks spans (micro-batch x data-parallel groups)."""
+        return self.batch_size * data_parallel_rank_and_size(self.trainer)[1]
 
     def val_dataloader(self) -> DataLoader:
         dataset = ValWindows(self.val_set, self.seq_len, self.val_tokens, self.token_bytes(), self.pad_id)
@@ -327,14 +330,15 @@ class LitDataModule(LightningDataModule):
         return batch
 
     def state_dict(self) -> dict:
-        world = self.trainer.world_size if self.trainer else 1
+        world = data_parallel_rank_and_size(self.trainer)[1]
         return {
             "position": self.position,
             "skip_ranges": [list(r) for r in self.skip_ranges],
             "seed": self.seed,
             "seq_len": self.seq_len,
             "batch_size": self.batch_size,
-            "world_size": world,
+            "world_size": world,  # data-parallel groups
+            "global_batch": self.batch_size * world * getattr(self.trainer, "accumulate_grad_batches", 1),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -346,6 +350,7 @@ class LitDataModule(LightningDataModule):
         self.position = int(state["position"])
         self.skip_ranges = merge_ranges([*self.skip_ranges, *map(tuple, state.get("skip_ranges", []))])
         self.world_size_at_save = state.get("world_size")
+        self.global_batch_at_save = state.get("global_batch")
 
     # ---- bits per byte -------------------------------------------------------------
 
