@@ -1,5 +1,6 @@
 """Peak resident memory per rank of a real `lit-llm fit` of the llama-1b preset (1.04B parameters) up
-to its first optimizer step: one process (unsharded) against two FSDP2 ranks, on CPU (gloo).
+to its first optimizer step: one process (unsharded) against two FSDP2 ranks and two tensor-parallel
+ranks, on CPU (gloo).
 
     .venv/bin/python bench/bench_init_memory.py            # ~3 minutes, ~14 GB of RAM at most
 
@@ -40,14 +41,19 @@ class PeakMemory(Callback):
 
     def on_train_start(self, trainer, pl_module) -> None:
         self.materialized = resident_gib()  # after configure_model: the weights (or this rank's shard)
+        self.peak_at_start = peak_gib()  # the most this rank held while building and materializing
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
-        params = sum(p.numel() for p in pl_module.parameters())
+        params = pl_module.model.num_params()
         record = {"rank": trainer.global_rank, "start_gib": self.at_start, "params": params}
-        record |= {"materialized_gib": self.materialized, "peak_gib": peak}
+        record |= {"materialized_gib": self.materialized, "peak_at_start_gib": self.peak_at_start}
+        record |= {"peak_gib": peak_gib()}
         Path(self.out, f"rank{trainer.global_rank}.json").write_text(json.dumps(record))
         raise MeasuredStop  # every rank stops here: AdamW's state would not fit two 1B ranks in 24 GB
+
+
+def peak_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
 
 
 class MeasuredStop(RuntimeError):
@@ -73,9 +79,14 @@ def build_data(folder: Path) -> Path:
     return folder
 
 
-def run(data: Path, out: Path, ranks: int) -> list[dict]:
+def run(data: Path, out: Path, ranks: int, tensor_parallel: int = 1) -> list[dict]:
+    """Per-rank records of a fit on `ranks` processes (FSDP2 over them, or tensor parallel of that size)."""
     out.mkdir(parents=True)
-    strategy = ["--trainer.strategy.class_path", "lightning.pytorch.strategies.ModelParallelStrategy"]
+    strategy = [
+        "--trainer.strategy.class_path", "lightning.pytorch.strategies.ModelParallelStrategy",
+        "--trainer.strategy.init_args.data_parallel_size", str(ranks // tensor_parallel),
+        "--trainer.strategy.init_args.tensor_parallel_size", str(tensor_parallel),
+    ]  # fmt: off
     args = [
         "fit",
         "--model.arch", str(PRESET),
@@ -108,18 +119,23 @@ def run(data: Path, out: Path, ranks: int) -> list[dict]:
 
 
 def main() -> None:
+    layouts = {"one process": (1, 1), "FSDP2 x 2": (2, 1), "TP 2": (2, 2)}
     with tempfile.TemporaryDirectory() as tmp:
         data = build_data(Path(tmp) / "data")
-        results = {n: run(data, Path(tmp) / f"run{n}", n) for n in (1, 2)}
-    full_copy = results[1][0]["params"] * 4 / 2**30
+        results = {
+            name: run(data, Path(tmp) / f"run{i}", *sizes) for i, (name, sizes) in enumerate(layouts.items())
+        }
+    full_copy = results["one process"][0]["params"] * 4 / 2**30
     print(
-        f"llama-1b preset: {results[1][0]['params'] / 1e9:.3f}B parameters, one fp32 copy {full_copy:.2f} GiB"
+        f"llama-1b preset: {results['one process'][0]['params'] / 1e9:.3f}B parameters, "
+        f"one fp32 copy {full_copy:.2f} GiB"
     )
-    for ranks, records in results.items():
+    for name, records in results.items():
         for r in records:
             print(
-                f"  {ranks} rank(s), rank {r['rank']}: {r['start_gib']:.2f} GiB at construction (meta), "
-                f"{r['materialized_gib']:.2f} GiB at train start (materialized), "
+                f"  {name}, rank {r['rank']}: {r['start_gib']:.2f} GiB at construction (meta), "
+                f"{r['materialized_gib']:.2f} GiB at train start (materialized; peak so far "
+                f"{r['peak_at_start_gib']:.2f} = {r['peak_at_start_gib'] / full_copy:.2f} copies), "
                 f"peak before the first optimizer step {r['peak_gib']:.2f} GiB = "
                 f"{r['peak_gib'] / full_copy:.2f} fp32 copies"
             )

@@ -15,7 +15,9 @@ Memory model (bytes; P parameters, per-device share after sharding; tokens = mic
   compute dtype's bytes (4 for 32-true, 2 for bf16), d the width, d_kv the key/value width, f the
   SwiGLU width, V the padded vocabulary (log-softmax kept in float32, and its gradient at the peak).
   With activation checkpointing a block keeps only its input (c * d per token) and one block's
-  activations exist at a time during backward. Tensor parallelism divides the block terms by its size.
+  activations exist at a time during backward. Tensor parallelism divides the block terms (and, with
+  its sequence parallelism, the checkpointed block inputs) by its size; the embedding, the LM head and
+  the logits stay whole on every tensor-parallel rank.
   The formula is the measured one: `tests/test_plan.py` compares it with the tensors autograd saves.
 """
 
@@ -79,7 +81,7 @@ def activation_bytes_per_token(config: ModelConfig, compute_bytes: int, tensor_p
     outside = compute_bytes * 3 * d + 8 * config.padded_vocab_size
     return {
         "full": layers * block + outside,
-        "checkpointed": layers * compute_bytes * d + block + outside,
+        "checkpointed": layers * compute_bytes * d / tensor_parallel + block + outside,  # inputs split by SP
     }
 
 
@@ -167,8 +169,7 @@ def plan_main(args: list[str]) -> None:
     arch = ModelConfig(**fields)
     vocab = model.vocab_size or _manifest_vocab(data.path) or arch.vocab_size
     arch = dataclasses.replace(arch, vocab_size=vocab, ffn_hidden=arch.ffn_hidden)
-    devices = _device_count(trainer.devices)
-    layout = _layout(trainer.strategy, devices * trainer.num_nodes)
+    layout = _layout(trainer.strategy, _device_count(trainer.devices), trainer.num_nodes)
     compute = compute_bytes_of(trainer.precision, model.fsdp_param_dtype)
     print(
         format_plan(
@@ -219,18 +220,28 @@ def _device_count(devices) -> int:
     return int(devices)
 
 
-def _layout(strategy, world_size: int) -> Layout:
-    """FSDP2 and the tensor-parallel size from the trainer's strategy (a name or a class_path entry)."""
+def _layout(strategy, devices: int, nodes: int) -> Layout:
+    """FSDP2 and the tensor-parallel size from the trainer's strategy (a name or a class_path entry).
+
+    ModelParallelStrategy's "auto" sizes are Lightning's: data parallel over the nodes, tensor parallel
+    over the devices of a node (so FSDP2 alone needs `data_parallel_size` = all devices and
+    `tensor_parallel_size` 1)."""
+    world_size = devices * nodes
     if isinstance(strategy, str):
         return Layout(world_size, fsdp=strategy.startswith("fsdp"))
     name = str(getattr(strategy, "class_path", ""))
     init = vars(getattr(strategy, "init_args", None) or {})
-    tp = init.get("tensor_parallel_size", 1)
-    tp = tp if isinstance(tp, int) else 1
-    fsdp = name.endswith(("ModelParallelStrategy", "FSDPStrategy"))
-    if world_size % tp:
-        raise UserError(f"{world_size} devices do not divide by tensor_parallel_size {tp}")
-    return Layout(world_size, tensor_parallel=tp, fsdp=fsdp)
+    if not name.endswith(("ModelParallelStrategy", "ShardedStrategy")):
+        return Layout(world_size, fsdp=name.endswith("FSDPStrategy"))
+    dp, tp = init.get("data_parallel_size", "auto"), init.get("tensor_parallel_size", "auto")
+    tp = tp if isinstance(tp, int) else devices
+    dp = dp if isinstance(dp, int) else nodes
+    if dp * tp != world_size:
+        raise UserError(
+            f"data_parallel_size {dp} x tensor_parallel_size {tp} != {world_size} devices "
+            f"({nodes} nodes x {devices} devices)"
+        )
+    return Layout(world_size, tensor_parallel=tp, fsdp=True)
 
 
 def _manifest_vocab(path: str | None) -> int | None:

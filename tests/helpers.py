@@ -172,3 +172,29 @@ class ShardRows(Callback):
         Path(self.out, f"rank{trainer.global_rank}.json").write_text(
             json.dumps(local.shape[0] / weight.shape[0])
         )
+
+
+class ShardBytes(Callback):
+    """Writes, per rank, the bytes of weights, gradients and AdamW moments the rank holds after its first
+    optimizer step (local shards of DTensors), to OUT/bytes-rank{r}.json."""
+
+    def __init__(self, out: str) -> None:
+        self.out, self.written = out, False
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.written:
+            return
+        self.written = True
+
+        def nbytes(tensors) -> int:
+            local = [t.to_local() if hasattr(t, "to_local") else t for t in tensors]
+            return sum(t.numel() * t.element_size() for t in local)
+
+        params = list(pl_module.parameters())
+        moments = [t for s in trainer.optimizers[0].state.values() for k, t in s.items() if k != "step"]
+        record = {
+            "weights": nbytes(params),
+            "gradients": nbytes(p.grad for p in params),
+            "optimizer": nbytes(moments),
+        }
+        Path(self.out, f"bytes-rank{trainer.global_rank}.json").write_text(json.dumps(record))

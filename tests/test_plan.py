@@ -88,5 +88,12 @@ def test_plan_command_reports_the_preset_and_whether_it_fits(capsys):
     assert out.count(": fits") == 3
     main(["plan", "--config", "configs/experiments/llama_1b_fsdp.yaml", "--data.batch_size", "64"])
     assert "H100-80GB" in (out := capsys.readouterr().out) and "does NOT fit" in out
-    main(["plan", "--config", "configs/experiments/llama_1b_fsdp.yaml", "--trainer.devices", "4"])
+    four = ["--trainer.devices", "4", "--trainer.strategy.init_args.data_parallel_size"]
+    main(["plan", "--config", "configs/experiments/llama_1b_fsdp.yaml", *four, "8"])
     assert "8 devices = 8 data-parallel" in capsys.readouterr().out  # 4 per node x 2 nodes
+    tp2 = ["--trainer.strategy.init_args.tensor_parallel_size", "2"]
+    main(["plan", "--config", "configs/experiments/llama_1b_fsdp.yaml", *four, "4", *tp2])
+    assert "8 devices = 4 data-parallel x 2 tensor-parallel" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # what `lit-llm fit` would refuse: 16 x 1 on 8 devices
+        main(["plan", "--config", "configs/experiments/llama_1b_fsdp.yaml", "--trainer.devices", "4"])
+    assert "data_parallel_size 16 x tensor_parallel_size 1 != 8 devices" in capsys.readouterr().err

@@ -9,10 +9,12 @@ from lit_llm.checkpoint import load_gpt
 from lit_llm.errors import UserError
 from lit_llm.model import ModelConfig
 from lit_llm.parallel import check_tensor_parallel
+from lit_llm.plan import Layout, memory_plan, meta_gpt
 from tests.helpers import TINY, train_losses
 from tests.test_distributed import QUIET, lit_llm, sample_log_config
 
 pytestmark = pytest.mark.slow
+TINY_CONFIG = ModelConfig(vocab_size=320, n_layer=2, n_head=2, d_model=32, max_seq_len=64)  # TINY on `data`
 
 
 def layout(data_parallel: int, tensor_parallel: int) -> list[str]:
@@ -38,13 +40,15 @@ def test_tp2_and_fsdp2_x_tp2_continue_a_one_process_run_with_its_losses(data, tm
     common = ["fit", *TINY, *QUIET, "--data.path", str(data), "--trainer.max_steps"]
     start = tmp_path / "start"
     lit_llm([*common, "3", "--trainer.default_root_dir", str(start)])
+    shard_bytes = ["--trainer.callbacks+=tests.helpers.ShardBytes", "--trainer.callbacks.out", str(tmp_path)]
     runs = {"one": [], "tp2": layout(1, 2), "2x2": [*layout(2, 2), "--data.batch_size", "2"]}
     logs = {}
     for name, strategy in runs.items():
         (tmp_path / name).mkdir()
         log = sample_log_config(tmp_path / name / "cb.json")
         args = ["6", "--ckpt_path", str(start / "checkpoints" / "last.ckpt"), *strategy, "--config", str(log)]
-        logs[name] = lit_llm([*common, *args, "--trainer.default_root_dir", str(tmp_path / name)])
+        more = shard_bytes if name == "2x2" else []
+        logs[name] = lit_llm([*common, *args, *more, "--trainer.default_root_dir", str(tmp_path / name)])
     losses = {name: train_losses(tmp_path / name) for name in runs}
     assert sorted(losses["one"]) == [3, 4, 5]
     for name in ("tp2", "2x2"):  # the same sums in another order: float32 rounding only
@@ -55,6 +59,12 @@ def test_tp2_and_fsdp2_x_tp2_continue_a_one_process_run_with_its_losses(data, tm
     assert tp2[0] == tp2[1] == one  # a tensor-parallel group shares its batches
     assert mesh[0] == mesh[1] and mesh[2] == mesh[3] and not set(mesh[0]) & set(mesh[2])
     assert sorted(mesh[0] + mesh[2]) == sorted(one)
+    # `lit-llm plan`'s weights, gradients and AdamW state per device = what each rank of the 2 x 2 mesh holds
+    planned = memory_plan(meta_gpt(TINY_CONFIG), Layout(world_size=4, tensor_parallel=2, fsdp=True), 2, 32, 4)
+    for rank in range(4):
+        held = json.loads((tmp_path / f"bytes-rank{rank}.json").read_text())
+        for part in ("weights", "gradients", "optimizer"):
+            assert held[part] == pytest.approx(getattr(planned, part), rel=0.02), (rank, part, held, planned)
     said = logs["2x2"].stdout + logs["2x2"].stderr
     assert "global batch = 2 x 4 processes as 2 data-parallel groups of 2 tensor-parallel ranks" in said
 
