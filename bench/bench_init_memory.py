@@ -34,14 +34,17 @@ def resident_gib() -> float:
 
 
 class PeakMemory(Callback):
-    """Writes this rank's resident memory at construction and its peak before the first optimizer step."""
+    """Writes this rank's resident memory at construction and its peak before the first optimizer step
+    (or, with `stop_at_train_start`, at train start: building and materializing only)."""
 
-    def __init__(self, out: str) -> None:
-        self.out, self.at_start = out, resident_gib()
+    def __init__(self, out: str, stop_at_train_start: bool = False) -> None:
+        self.out, self.at_start, self.stop_at_train_start = out, resident_gib(), stop_at_train_start
 
     def on_train_start(self, trainer, pl_module) -> None:
         self.materialized = resident_gib()  # after configure_model: the weights (or this rank's shard)
         self.peak_at_start = peak_gib()  # the most this rank held while building and materializing
+        if self.stop_at_train_start:
+            self.on_before_optimizer_step(trainer, pl_module, None)
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         params = pl_module.model.num_params()
@@ -79,7 +82,9 @@ def build_data(folder: Path) -> Path:
     return folder
 
 
-def run(data: Path, out: Path, ranks: int, tensor_parallel: int = 1) -> list[dict]:
+def run(
+    data: Path, out: Path, ranks: int, tensor_parallel: int = 1, until_train_start: bool = False
+) -> list[dict]:
     """Per-rank records of a fit on `ranks` processes (FSDP2 over them, or tensor parallel of that size)."""
     out.mkdir(parents=True)
     strategy = [
@@ -105,6 +110,7 @@ def run(data: Path, out: Path, ranks: int, tensor_parallel: int = 1) -> list[dic
         "--trainer.default_root_dir", str(out),  # config.yaml goes there, not to the working directory
         "--trainer.callbacks+=bench_init_memory.PeakMemory",
         "--trainer.callbacks.out", str(out),
+        "--trainer.callbacks.stop_at_train_start", str(until_train_start).lower(),
     ]  # fmt: off
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'bench'}:{ROOT}", "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
