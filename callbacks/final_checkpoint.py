@@ -12,7 +12,8 @@ and saved as `last.ckpt` at the last completed optimizer step.
   trains the interrupted step's batches. No validation then. Under several processes only the
   exceptions every rank sees (SIGTERM, Ctrl-C) save: a crash on one rank would hang the others.
 
-It is a `Checkpoint` callback, so Lightning runs it after every other callback (after a
+The save is complete on disk when the callback returns, also with background (async) checkpoint
+writes. It is a `Checkpoint` callback, so Lightning runs it after every other callback (after a
 LossSpikeRollback has lengthened the run, for instance). `lit-llm fit` adds it by default.
 """
 
@@ -24,6 +25,8 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from lit_llm.checkpoint_io import wait_for_checkpoints
 
 
 class FinalCheckpoint(Checkpoint):
@@ -90,5 +93,6 @@ class FinalCheckpoint(Checkpoint):
             return
         path = str(Path(self.dirpath) / "last.ckpt")
         trainer.save_checkpoint(path, weights_only=False)
+        wait_for_checkpoints(trainer)  # an async save is on disk, whole, before the run ends
         self._saved_step, self.last_model_path = step, path
         rank_zero_info(f"FinalCheckpoint: saved {path} at step {step} ({why})")

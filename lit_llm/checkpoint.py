@@ -7,6 +7,9 @@ info.tokenizer_path, info.tokens_seen, info.global_step
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,9 +29,11 @@ class CheckpointInfo:
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file, or `last.ckpt` inside a run folder / its checkpoints folder."""
+    """A checkpoint file, or `last.ckpt` inside a run folder / its checkpoints folder (recovered from
+    `.last.ckpt.old` when a save was killed between its two renames)."""
     path = Path(path)
     for candidate in (path, path / "checkpoints" / "last.ckpt", path / "last.ckpt"):
+        recover_checkpoint(candidate)
         if candidate.is_file() or is_sharded(candidate):
             return candidate
     raise UserError(
@@ -43,10 +48,84 @@ def is_sharded(path: Path) -> bool:
     return path.is_dir() and (path / SHARDED_METADATA).is_file()
 
 
+def old_path(path: Path) -> Path:
+    """Where a save that replaces `path` parks the previous checkpoint until the new one is in place."""
+    return path.with_name(f".{path.name}.old")
+
+
+def recover_checkpoint(path: str | Path) -> bool:
+    """Move `.<name>.old` back to `name` when a save was killed between its two renames (the previous
+    checkpoint moved aside, the new one not yet in place); say so in one line. True when it did."""
+    path = Path(path)
+    old = old_path(path)
+    if path.exists() or not old.exists():
+        return False
+    try:
+        os.replace(old, path)
+    except FileNotFoundError:  # another process (another rank) moved it back first
+        return False
+    print(
+        f"lit-llm: {path}: recovered from {old.name} (a save was killed between its two renames)",
+        file=sys.stderr,
+    )
+    return True
+
+
+def move_into_place(new: Path, path: Path) -> None:
+    """Rename the finished checkpoint `new` (a file or a folder beside `path`) to `path`.
+
+    A folder cannot replace a folder in one rename: an existing `path` is renamed to `.<name>.old` first
+    and deleted once the new one is in place. A kill between the two renames leaves only `.<name>.old`,
+    which `recover_checkpoint` moves back; a kill after them leaves a stale `.old` beside a whole `path`.
+    """
+    old = old_path(path)
+    if path.exists() or path.is_symlink():
+        remove_path(old)  # stale: `path` is whole
+        os.replace(path, old)
+        os.replace(new, path)
+        remove_path(old)
+    else:
+        os.replace(new, path)
+    _fsync_folder(path.parent)
+
+
+def remove_stale(folder: Path) -> None:
+    """What killed saves left in `folder`: `.<name>.tmp` (unfinished) goes; `.<name>.old` goes beside a whole
+    `<name>` and is moved back where `<name>` is missing."""
+    for tmp in folder.glob(".*.tmp"):
+        remove_path(tmp)
+    for old in folder.glob(".*.old"):
+        target = folder / old.name[1 : -len(".old")]
+        if not recover_checkpoint(target) and target.exists():
+            remove_path(old)
+
+
+def remove_path(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the renames in `folder` durable (POSIX: a rename is in the folder's entry list)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # a platform without directory handles
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def check_checkpoint(path: str | Path) -> None:
     """Refuse, in one line, what is not a readable lit-llm checkpoint, before a loader that would raise a
     traceback (or, for a sharded folder's pickled metadata, run code) gets it. Reads no tensor data."""
     path = Path(path)
+    recover_checkpoint(path)
     if not path.exists():
         raise UserError(f"{path}: checkpoint not found")
     if path.is_dir():

@@ -10,6 +10,8 @@ never typed twice. Unless a logger is configured, metrics go to a CSV file under
 `RUN/checkpoints/` (`--checkpoint.*`: every 100 steps, the newest 3 kept, every 1000th kept for
 good in `RUN/checkpoints/kept/`), and `last.ckpt` holds the final step whatever ends the run, so
 `--ckpt_path last` resumes. The final weights are always validated when validation data exists.
+Checkpoints are written atomically (`--checkpoint.async_save true`: in the background); Lightning's
+ModelParallelStrategy runs as `lit_llm.strategy.ShardedStrategy`, whose sharded folders are atomic too.
 These defaults are ordinary options (`kit_default_args`): `--print_config` and the saved
 config.yaml show them, and running a saved config.yaml again runs the same run.
 """
@@ -28,8 +30,9 @@ from pathlib import Path
 from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_info
 
-from lit_llm.checkpoint import check_checkpoint
+from lit_llm.checkpoint import check_checkpoint, recover_checkpoint
 from lit_llm.checkpoint_io import AtomicCheckpointIO
 from lit_llm.data.datamodule import LitDataModule
 from lit_llm.errors import UserError, one_line_parse_error
@@ -46,6 +49,11 @@ class CheckpointConfig:
     """Keep the newest this many of them; older ones are deleted (-1: keep all)."""
     keep_every: int | None = 1000
     """Also keep every checkpoint whose step is a multiple of this for good, in RUN/checkpoints/kept/ (null: none)."""
+    async_save: bool = False
+    """Write checkpoints in the background: a save copies the tensors to CPU memory and a thread writes them
+    while training goes on (at most one write in flight), as atomically as a synchronous save. It sets the
+    kit's AtomicCheckpointIO(async_save) and, under ModelParallelStrategy (run as lit_llm.strategy.ShardedStrategy,
+    atomic sharded folders), its async_checkpoint (torch.distributed.checkpoint.async_save)."""
 
     def __post_init__(self) -> None:
         if self.every_n_steps < 1 or self.keep_last == 0 or self.keep_last < -1 or (self.keep_every or 1) < 1:
@@ -116,6 +124,7 @@ def _named_checkpoint(ckpt_path: str | None, root: str | None) -> Path | None:
         return None
     if ckpt_path == "last":
         last = Path(root or ".") / "checkpoints" / "last.ckpt"
+        recover_checkpoint(last)  # a save killed between its two renames left it at .last.ckpt.old
         return last if last.exists() else None  # none yet: Lightning says so and starts afresh
     return Path(ckpt_path)
 
@@ -143,12 +152,17 @@ def kit_default_args(config: Namespace, subcommand: str = "fit") -> list[str]:
       kept, `last.ckpt` beside them), every `keep_every`-th kept for good in RUN/checkpoints/kept/.
       A ModelCheckpoint of the run's own replaces both;
     - FinalCheckpoint (last.ckpt whatever ends the run), TokenThroughput (tokens/s, MFU), the step-aware
-      progress bar, and checkpoint files written atomically (AtomicCheckpointIO).
+      progress bar, and checkpoint files written atomically (AtomicCheckpointIO, in the background with
+      `--checkpoint.async_save`);
+    - Lightning's ModelParallelStrategy is run as lit_llm.strategy.ShardedStrategy with the same arguments:
+      sharded checkpoint folders written beside the target and renamed into place (async_checkpoint from
+      `--checkpoint.async_save`).
 
     When a saved config.yaml is run again, the kit's own logger and checkpoints in it (a CSVLogger
     named "logs", ModelCheckpoints writing step-NNNNNN files to a checkpoints/ or checkpoints/kept/
     folder) are made again from `trainer.default_root_dir` and `--checkpoint.*`, so overriding those works;
-    its FinalCheckpoint and progress bar go when `enable_checkpointing` / `enable_progress_bar` are off.
+    its FinalCheckpoint and progress bar go when `enable_checkpointing` / `enable_progress_bar` are off;
+    its AtomicCheckpointIO and ShardedStrategy take `--checkpoint.async_save` (a change is said in one line).
     TokenThroughput is added for `fit` only.
     """
     trainer = config.trainer
@@ -169,12 +183,59 @@ def kit_default_args(config: Namespace, subcommand: str = "fit") -> list[str]:
     callbacks = kept[:at] + extra + kept[at:]
     if callbacks != configured:
         args += ["--trainer.callbacks", json.dumps([_plain(c) for c in callbacks])]
-    if not trainer.plugins:
-        args += [
-            "--trainer.plugins",
-            json.dumps({"class_path": f"{AtomicCheckpointIO.__module__}.AtomicCheckpointIO"}),
-        ]
-    return args
+    return args + _checkpoint_io_args(trainer, checkpoint) + _strategy_args(trainer, checkpoint)
+
+
+KIT_CHECKPOINT_IO = f"{AtomicCheckpointIO.__module__}.AtomicCheckpointIO"
+KIT_STRATEGY = "lit_llm.strategy.ShardedStrategy"
+
+
+def _checkpoint_io_args(trainer: Namespace, checkpoint: CheckpointConfig) -> list[str]:
+    """The kit's AtomicCheckpointIO unless plugins are configured; one in a saved config takes its async_save
+    from `--checkpoint.async_save` (a change is said in one line)."""
+    kit = {"class_path": KIT_CHECKPOINT_IO, "init_args": {"async_save": checkpoint.async_save}}
+    configured = _as_list(trainer.plugins)
+    if not configured:
+        return ["--trainer.plugins", json.dumps(kit)]
+    plugins = []
+    for entry in configured:
+        if isinstance(entry, Namespace) and _class_of(entry) is AtomicCheckpointIO:
+            _say_replaced("trainer.plugins: AtomicCheckpointIO async_save", entry, "async_save", checkpoint)
+            entry = kit
+        plugins.append(_plain(entry))
+    if plugins == [_plain(entry) for entry in configured]:
+        return []
+    return ["--trainer.plugins", json.dumps(plugins if isinstance(trainer.plugins, list) else plugins[0])]
+
+
+def _strategy_args(trainer: Namespace, checkpoint: CheckpointConfig) -> list[str]:
+    """Lightning's ModelParallelStrategy runs as ShardedStrategy (same arguments; atomic sharded checkpoints),
+    whose async_checkpoint comes from `--checkpoint.async_save`."""
+    from lightning.pytorch.strategies import ModelParallelStrategy
+
+    from lit_llm.strategy import ShardedStrategy
+
+    strategy = trainer.strategy
+    if not isinstance(strategy, Namespace) or "class_path" not in strategy:
+        return []
+    kind = _class_of(strategy)
+    flag = ["--trainer.strategy.init_args.async_checkpoint", json.dumps(checkpoint.async_save)]
+    if kind is ModelParallelStrategy:
+        return ["--trainer.strategy.class_path", KIT_STRATEGY, *flag]  # jsonargparse keeps the init_args
+    if kind is ShardedStrategy:
+        found = _say_replaced(
+            "trainer.strategy: ShardedStrategy async_checkpoint", strategy, "async_checkpoint", checkpoint
+        )
+        return flag if found != checkpoint.async_save else []
+    return []
+
+
+def _say_replaced(what: str, entry: Namespace, field: str, checkpoint: CheckpointConfig) -> bool:
+    """The entry's value of `field` (default False); one line when `--checkpoint.async_save` replaces it."""
+    found = bool((entry.get("init_args") or Namespace()).get(field, False))
+    if found != checkpoint.async_save:
+        rank_zero_info(f"{what} {found} -> {checkpoint.async_save} (set by --checkpoint.async_save)")
+    return found
 
 
 def _kit_callbacks(

@@ -28,6 +28,7 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 
+from lit_llm.checkpoint_io import wait_for_checkpoints
 from lit_llm.errors import UserError
 from lit_llm.safe_pickle import check_sharded_checkpoint
 
@@ -84,10 +85,12 @@ class CleanCheckpoints:
 def restore_in_place(trainer: Trainer, pl_module: LightningModule, path: str) -> dict[str, Any]:
     """Load the training state of the checkpoint at `path` into the running fit; return the checkpoint dict.
 
-    Under FSDP2 (ModelParallelStrategy) `load_checkpoint` fills the sharded model and optimizers
-    itself; the `load_*_state_dict` calls that follow are then no-ops, as in Lightning's resume.
+    Checkpoints still being written in the background are finished first. Under FSDP2
+    (ModelParallelStrategy) `load_checkpoint` fills the sharded model and optimizers itself; the
+    `load_*_state_dict` calls that follow are then no-ops, as in Lightning's resume.
     """
     strategy = trainer.strategy
+    wait_for_checkpoints(trainer)  # a checkpoint written in the background is read whole
     check_sharded_checkpoint(path)  # a sharded folder's metadata is a pickle
     checkpoint = strategy.load_checkpoint(path, weights_only=True)
     pl_module.on_load_checkpoint(checkpoint)

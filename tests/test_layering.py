@@ -20,7 +20,14 @@ LAYERS = [
     ],
     ["lit_llm.tokenizer"],
     ["lit_llm.data", "lit_llm.checkpoint", "lit_llm.hf", "lit_llm.plot", "lit_llm.parallel"],
-    ["lit_llm.module", "lit_llm.data.datamodule", "lit_llm.rollback", "lit_llm.checkpoint_io", "lit_llm.eval"]
+    [
+        "lit_llm.module",
+        "lit_llm.data.datamodule",
+        "lit_llm.rollback",
+        "lit_llm.checkpoint_io",
+        "lit_llm.strategy",
+    ]
+    + ["lit_llm.eval"]
     + ["lit_llm.generate", "lit_llm.export"],
     ["lit_llm.callbacks"],
     ["lit_llm.lightning_cli"],

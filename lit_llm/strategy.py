@@ -1,0 +1,163 @@
+"""ShardedStrategy: Lightning's ModelParallelStrategy (FSDP2, tensor parallel) with atomic, optionally
+asynchronous, sharded checkpoints.
+
+ModelParallelStrategy writes a checkpoint folder (a `*.distcp` shard per rank, `.metadata`, and Lightning's
+`meta.pt` last, from rank 0) in place: a run killed while overwriting `last.ckpt/` leaves the old meta.pt
+beside half-new shards, a folder that looks whole. Here all ranks write into `.<name>.tmp` beside the
+target; once every shard and `.metadata` are there, rank 0 writes meta.pt and moves the folder into place
+(`lit_llm.checkpoint.move_into_place`: one rename, or two through `.<name>.old` when it replaces a
+checkpoint; `resolve_checkpoint` and loading move a `.old` back after a kill between the two). What a
+killed save left is removed on the next save.
+
+With `async_checkpoint=True`, `torch.distributed.checkpoint.async_save` copies the shards to CPU memory on
+the training thread and writes them in a background thread, whose collectives run on a gloo process
+group of their own; rank 0 moves the folder into place when the write completes. At most one save is in
+flight: a new save waits for the previous one, and so do `load_checkpoint`, `remove_checkpoint` and
+`teardown`; `wait()` blocks until it is done and re-raises its error.
+
+    lit-llm fit ... --trainer.strategy.class_path lightning.pytorch.strategies.ModelParallelStrategy \\
+        --checkpoint.async_save true          # `lit-llm fit` swaps in ShardedStrategy with the same arguments
+    Trainer(strategy=ShardedStrategy(data_parallel_size=2, tensor_parallel_size=1, async_checkpoint=True))
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import Future
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.distributed.checkpoint as dcp
+from lightning.fabric.plugins.collectives.torch_collective import default_pg_timeout
+from lightning.pytorch.strategies import ModelParallelStrategy
+
+from lit_llm.checkpoint import SHARDED_METADATA, move_into_place, recover_checkpoint, remove_stale
+from lit_llm.checkpoint_io import CheckpointWriteError, cpu_snapshot
+
+
+class ShardedStrategy(ModelParallelStrategy):
+    """ModelParallelStrategy whose distributed checkpoints are written beside the target and renamed into place."""
+
+    def __init__(
+        self,
+        data_parallel_size: Literal["auto"] | int = "auto",
+        tensor_parallel_size: Literal["auto"] | int = "auto",
+        save_distributed_checkpoint: bool = True,
+        process_group_backend: str | None = None,
+        timeout: timedelta | None = default_pg_timeout,
+        async_checkpoint: bool = False,
+    ) -> None:
+        """
+        Args:
+            data_parallel_size: As ModelParallelStrategy: devices in a data-parallel group ("auto": the nodes).
+            tensor_parallel_size: As ModelParallelStrategy: devices in a tensor-parallel group ("auto": a node's).
+            save_distributed_checkpoint: As ModelParallelStrategy: a folder of shards (True) or one file
+                gathered on rank 0 (False; then written by the checkpoint IO plugin).
+            process_group_backend: As ModelParallelStrategy.
+            timeout: As ModelParallelStrategy; also the timeout of the background writer's process group.
+            async_checkpoint: Write sharded checkpoints in the background (torch.distributed.checkpoint.async_save).
+        """
+        super().__init__(
+            data_parallel_size,
+            tensor_parallel_size,
+            save_distributed_checkpoint,
+            process_group_backend,
+            timeout,
+        )
+        self.async_checkpoint = async_checkpoint
+        self.distributed_checkpoint = save_distributed_checkpoint
+        self.checkpoint_timeout = timeout
+        self._checkpoint_group = None  # the background writer's collectives: never the training group
+        self._pending: Future | None = None  # done when the save in flight is in place (or has failed)
+
+    def setup_environment(self) -> None:
+        super().setup_environment()
+        if self.async_checkpoint and self.distributed_checkpoint and self._checkpoint_group is None:
+            self._checkpoint_group = torch.distributed.new_group(
+                backend="gloo", timeout=self.checkpoint_timeout
+            )
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], filepath, storage_options: Any | None = None
+    ) -> None:
+        if not self.distributed_checkpoint:  # one file from rank 0, through the (atomic) checkpoint IO
+            self.wait()
+            return super().save_checkpoint(checkpoint, filepath, storage_options)
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options (got {storage_options!r})")
+        self.wait()  # at most one save in flight
+        path = Path(self.broadcast(str(filepath)))
+        tmp = path.with_name(f".{path.name}.tmp")
+        if self.is_global_zero:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale(path.parent)  # what killed saves left, before anything of this save exists
+            tmp.mkdir()
+        self.barrier()
+        optimizers = checkpoint.pop("optimizer_states", [])
+        state = {
+            "state_dict": checkpoint.pop("state_dict"),
+            **{f"optimizer_{i}": s for i, s in enumerate(optimizers)},
+        }
+        if not self.async_checkpoint:
+            dcp.save(state, checkpoint_id=tmp)  # returns on every rank once rank 0 has written .metadata
+            if self.is_global_zero:
+                self.commit(tmp, path, checkpoint)
+            self.barrier()
+            return
+        if self._checkpoint_group is None:
+            raise RuntimeError(f"{type(self).__name__}: async_checkpoint needs setup_environment() first")
+        metadata = cpu_snapshot(checkpoint)  # meta.pt is written later: keep this moment's values
+        written = dcp.async_save(state, checkpoint_id=tmp, process_group=self._checkpoint_group)
+        done: Future = Future()
+        self._pending = done
+        written.add_done_callback(lambda future: self._finish(future, done, tmp, path, metadata))
+
+    def commit(self, tmp: Path, path: Path, metadata: dict[str, Any]) -> None:
+        """Rank 0, once every rank's shards and `.metadata` are in `tmp`: write meta.pt, move `tmp` to `path`."""
+        with open(tmp / SHARDED_METADATA, "wb") as f:
+            torch.save(metadata, f)
+            f.flush()
+            os.fsync(f.fileno())
+        move_into_place(tmp, path)
+
+    def _finish(self, written: Future, done: Future, tmp: Path, path: Path, metadata: dict[str, Any]) -> None:
+        """Runs when the background write completes (on its thread): commit on rank 0, then mark it done."""
+        try:
+            written.result()
+            if self.is_global_zero:
+                self.commit(tmp, path, metadata)
+        except Exception as err:
+            done.set_exception(
+                CheckpointWriteError(
+                    f"{path}: sharded checkpoint not written ({type(err).__name__}: {err}); the previous one is intact"
+                )
+            )
+        else:
+            done.set_result(None)
+
+    def wait(self) -> None:
+        """Block until the save in flight (if any) is in place on this rank's side; re-raise its error."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def load_checkpoint(self, checkpoint_path, weights_only: bool | None = None) -> dict[str, Any]:
+        self.wait()
+        path = Path(self.broadcast(str(checkpoint_path)))
+        if self.is_global_zero:
+            recover_checkpoint(path)
+        self.barrier()  # every rank reads once rank 0's save (and any recovery) is in place
+        return super().load_checkpoint(path, weights_only=weights_only)
+
+    def remove_checkpoint(self, filepath) -> None:
+        self.wait()
+        super().remove_checkpoint(filepath)
+
+    def teardown(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self.checkpoint_io.teardown()  # ModelParallelStrategy.teardown leaves it out (an async IO would not finish)
+            super().teardown()
