@@ -263,3 +263,20 @@ def test_weight_decay_groups_exclude_norms_and_embeddings():
     assert id(module.model.embed.weight) not in decay_ids
     assert all(p.dim() == 1 for p in no_decay["params"] if p is not module.model.embed.weight)
     assert id(module.model.blocks[0].attn.q_proj.weight) in decay_ids
+
+
+def test_throughput_counts_a_tensor_parallel_rank_for_its_share_of_the_group_batch():
+    """Two ranks of a tensor-parallel group share each batch and its FLOPs: per device, half of them."""
+    import time as clock
+
+    from lit_llm.callbacks.throughput import _Meter
+
+    alone, shared = _Meter(1e12, 2, 4), _Meter(1e12, 2, 4, tensor_parallel=2)
+    batch = {"input_ids": torch.zeros(4, 32, dtype=torch.long)}
+    for _ in range(4):
+        clock.sleep(0.02)
+        alone.update(batch, 1e9)
+        shared.update(batch, 1e9)
+    a, s = alone.metrics("train"), shared.metrics("train")
+    for name in ("train/device/tokens_per_sec", "train/tokens_per_sec", "train/device/mfu"):
+        assert s[name] / a[name] == pytest.approx(0.5, rel=0.05), (name, a, s)
