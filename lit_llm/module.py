@@ -216,8 +216,9 @@ class LitLLM(LightningModule):
         batch = getattr(datamodule, "batch_size", 1)
         self.flops_per_batch = self.model.flops_per_token(self.seq_len) * batch * self.seq_len
 
-    def on_fit_start(self) -> None:
-        """Log the batch arithmetic once: micro-batch x data-parallel groups x accumulation = global batch."""
+    def on_train_start(self) -> None:
+        """Log the batch arithmetic once: micro-batch x data-parallel groups x accumulation = global batch,
+        and what changed since the checkpoint a run resumes from (restored by now under every strategy)."""
         datamodule = getattr(self.trainer, "datamodule", None)
         micro = getattr(datamodule, "batch_size", None)
         if micro is None:
@@ -465,7 +466,7 @@ def resume_note(datamodule, groups: int, global_batch: int) -> str:
     saved_batch = getattr(datamodule, "global_batch_at_save", None)
     changes = []
     if saved_groups is not None and saved_groups != groups:
-        changes.append(f"{saved_groups} data-parallel groups then, {groups} now")
+        changes.append(f"data-parallel groups: {saved_groups} then, {groups} now")
     if saved_batch is not None and saved_batch != global_batch:
         changes.append(
             f"the global batch was {saved_batch} samples and is {global_batch} now (the loss curve "

@@ -93,9 +93,10 @@ def test_fsdp2_checkpoint_resumes_as_tp2_and_on_one_process_and_a_tp_run_exports
     assert saved.is_dir() and len(list(saved.glob("*.distcp"))) == 2
     resume = ["--trainer.max_steps", "7", "--data.batch_size", "4"]
     tp = tmp_path / "tp"
-    lit_llm(
+    resumed = lit_llm(
         [*common, *resume, *layout(1, 2), "--ckpt_path", str(saved), "--trainer.default_root_dir", str(tp)]
     )
+    assert "data-parallel groups: 2 then, 1 now" in resumed.stdout + resumed.stderr
     lit_llm(["checkpoint", "convert", "--ckpt_path", str(saved), "--out", str(tmp_path / "fsdp.ckpt")])
     one = tmp_path / "one"
     lit_llm(
