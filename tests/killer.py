@@ -1,9 +1,17 @@
-"""A callback that kills its own process with SIGKILL when a given optimizer step starts (tests only)."""
+"""Tests only: a callback that kills its own process with SIGKILL when a given optimizer step starts, and
+checkpoint writers that kill their run in the middle of a save."""
 
+import io
 import os
 import signal
+import threading
+from pathlib import Path
 
+import torch
 from lightning.pytorch.callbacks import Callback
+
+from lit_llm.checkpoint_io import AtomicCheckpointIO, temp_path
+from lit_llm.strategy import ShardedStrategy
 
 
 class KillAtStep(Callback):
@@ -31,3 +39,54 @@ class RecordSamples(Callback):
 
         Path(self.path).mkdir(parents=True, exist_ok=True)
         (Path(self.path) / f"rank{trainer.global_rank}.json").write_text(json.dumps(self.seen))
+
+
+def _kill_run() -> None:
+    """SIGKILL this run: every rank when the run leads its own process group (tests start it so), else this one."""
+    if os.getpgid(0) == os.getpid():
+        os.killpg(os.getpid(), signal.SIGKILL)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class KillingCheckpointIO(AtomicCheckpointIO):
+    """Writes the `kill_at_save`-th checkpoint half, from the writer thread, and SIGKILLs its process there."""
+
+    def __init__(self, kill_at_save: int, async_save: bool = True) -> None:
+        super().__init__(async_save=async_save)
+        self.kill_at_save, self.saves = kill_at_save, 0
+
+    def write(self, checkpoint, path: Path) -> None:
+        self.saves += 1
+        if self.saves != self.kill_at_save:
+            return super().write(checkpoint, path)
+        if self.async_save:
+            assert threading.current_thread() is not threading.main_thread()
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        with open(temp_path(path), "wb") as f:  # where the real write streams it
+            f.write(buffer.getvalue()[: buffer.tell() // 2])
+            f.flush()
+            os.fsync(f.fileno())
+        _kill_run()
+
+
+class KillingShardedStrategy(ShardedStrategy):
+    """Kills the run when the `kill_at_commit`-th sharded checkpoint is whole in its temp folder (meta.pt
+    written), before it is renamed into place."""
+
+    def __init__(
+        self,
+        kill_at_commit: int,
+        data_parallel_size: int = 2,
+        tensor_parallel_size: int = 1,
+        async_checkpoint: bool = False,
+    ) -> None:
+        super().__init__(data_parallel_size, tensor_parallel_size, async_checkpoint=async_checkpoint)
+        self.kill_at_commit, self.commits = kill_at_commit, 0
+
+    def commit(self, tmp: Path, path: Path, metadata: dict) -> None:
+        self.commits += 1
+        if self.commits != self.kill_at_commit:
+            return super().commit(tmp, path, metadata)
+        torch.save(metadata, tmp / "meta.pt")  # the temp folder now looks whole
+        _kill_run()
