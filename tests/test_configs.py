@@ -103,3 +103,29 @@ def test_print_config_of_an_incomplete_run_and_of_validate(capsys):
         main(["validate", "--data.path", "unused", "--print_config"])
     callbacks = yaml.safe_load(capsys.readouterr().out)["trainer"]["callbacks"]
     assert "TokenThroughput" not in str(callbacks) and "TrainingProgressBar" in str(callbacks)
+
+
+def test_model_parallel_runs_as_sharded_strategy_and_async_save_sets_both(capsys, caplog, tmp_path):
+    model_parallel = ["--trainer.strategy.class_path", "lightning.pytorch.strategies.ModelParallelStrategy"]
+    tp1 = ["--trainer.strategy.init_args.tensor_parallel_size", "1"]
+    printed = print_config(
+        capsys, "--data.path", "unused", *model_parallel, *tp1, "--checkpoint.async_save", "true"
+    )
+    strategy, plugins = printed["trainer"]["strategy"], printed["trainer"]["plugins"]
+    assert strategy["class_path"] == "lit_llm.strategy.ShardedStrategy"
+    assert (
+        strategy["init_args"]["tensor_parallel_size"] == 1
+        and strategy["init_args"]["async_checkpoint"] is True
+    )
+    assert plugins["init_args"]["async_save"] is True and printed["checkpoint"]["async_save"] is True
+    saved = tmp_path / "config.yaml"
+    saved.write_text(yaml.safe_dump(printed))
+    assert print_config(capsys, "--config", str(saved)) == printed  # a saved config re-runs unchanged
+    with caplog.at_level("INFO"):
+        again = print_config(capsys, "--config", str(saved), "--checkpoint.async_save", "false")
+    assert again["trainer"]["strategy"]["init_args"]["async_checkpoint"] is False
+    assert again["trainer"]["plugins"]["init_args"]["async_save"] is False
+    assert (
+        "trainer.strategy: ShardedStrategy async_checkpoint True -> False (set by --checkpoint.async_save)"
+        in caplog.text
+    )
