@@ -63,21 +63,21 @@ class MeasuredStop(RuntimeError):
     """Ends the run once the memory before the first optimizer step is recorded."""
 
 
-def build_data(folder: Path) -> Path:
+def build_data(folder: Path, vocab: int = VOCAB) -> Path:
     """Random token shards with the preset's vocabulary (the content does not matter for memory)."""
     import numpy as np
 
     from lit_llm.data.shards import Manifest, token_dtype, write_shard
 
     rng = np.random.default_rng(0)
-    dtype = token_dtype(VOCAB)
+    dtype = token_dtype(vocab)
     shards = []
     for split in ("train", "val"):
-        docs = [rng.integers(1, VOCAB, 512).astype(dtype) for _ in range(64)]
+        docs = [rng.integers(1, vocab, 512).astype(dtype) for _ in range(64)]
         entry = write_shard(folder / split / "x.bin", docs, dtype)
         shards.append({"file": f"{split}/x.bin", "split": split, "source": "x", **entry})
     tokenizer = {"path": None, "eos_id": 0, "pad_id": None}
-    Manifest(folder, {"format_version": 1, "vocab_size": VOCAB, "dtype": dtype.name, "tokenizer": tokenizer,
+    Manifest(folder, {"format_version": 1, "vocab_size": vocab, "dtype": dtype.name, "tokenizer": tokenizer,
                       "sources": [{"name": "x", "weight": 1.0}], "shards": shards}).save()  # fmt: off
     return folder
 

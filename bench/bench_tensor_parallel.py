@@ -3,7 +3,7 @@ the share of a TP step spent in communication, from real `lit-llm fit` runs of t
 
     .venv/bin/python bench/bench_tensor_parallel.py            # ~3 minutes on an idle 2-core machine
 
-Model: 6 x 384, 8 heads / 4 KV heads, vocabulary 32,000, context 256, micro-batch 4 (the same batch
+Model: 8 x 512, 8 heads / 4 KV heads, vocabulary 4,096, context 256, micro-batch 4 (the same batch
 in both runs: a tensor-parallel group shares it). Steps 3-7 of each run are timed; steps 8-10 of
 the TP run are profiled (torch.profiler, CPU) and the self time of collective ops (all-gather,
 reduce-scatter, all-reduce and the waits on them) is summed against the profiled wall time.
@@ -28,7 +28,8 @@ from pathlib import Path
 from lightning.pytorch import Callback
 
 ROOT = Path(__file__).resolve().parents[1]
-ARCH = {"n_layer": 6, "n_head": 8, "n_kv_head": 4, "d_model": 384, "max_seq_len": 256}
+ARCH = {"n_layer": 8, "n_head": 8, "n_kv_head": 4, "d_model": 512, "max_seq_len": 256}
+VOCAB = 4096  # small: the embedding and LM head, whole on every tensor-parallel rank, would dominate
 COMMUNICATION = ("c10d", "all_gather", "reduce_scatter", "all_reduce", "wait_tensor", "broadcast")
 TIMED, PROFILED = range(3, 8), range(8, 11)
 
@@ -102,12 +103,12 @@ def main() -> None:
     from bench_init_memory import build_data
 
     with tempfile.TemporaryDirectory() as tmp:
-        data = build_data(Path(tmp) / "data")
+        data = build_data(Path(tmp) / "data", VOCAB)
         one = run(data, Path(tmp) / "one", 1)[0]
         tp = run(data, Path(tmp) / "tp2", 2)
     step_one = statistics.median(one["step_seconds"])
     step_tp = statistics.median(s for r in tp for s in r["step_seconds"])
-    print(f"model {ARCH}, vocabulary 32000, micro-batch 4 x 256 tokens, {os.cpu_count()} cores")
+    print(f"model {ARCH}, vocabulary {VOCAB}, micro-batch 4 x 256 tokens, {os.cpu_count()} cores")
     print(
         f"  one process:       {step_one * 1000:7.1f} ms per step (median of steps {TIMED.start}-{TIMED[-1]})"
     )
