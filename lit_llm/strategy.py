@@ -10,10 +10,11 @@ checkpoint; `resolve_checkpoint` and loading move a `.old` back after a kill bet
 killed save left is removed on the next save.
 
 With `async_checkpoint=True`, `torch.distributed.checkpoint.async_save` copies the shards to CPU memory on
-the training thread and writes them in a background thread, whose collectives run on a gloo process
-group of their own; rank 0 moves the folder into place when the write completes. At most one save is in
-flight: a new save waits for the previous one, and so do `load_checkpoint`, `remove_checkpoint` and
-`teardown`; `wait()` blocks until it is done and re-raises its error.
+the training thread (into the previous save's copy: one stager for the run) and writes them in a
+background thread, whose collectives run on a gloo process group of their own; rank 0 moves the folder
+into place when the write completes. At most one save is in flight: a new save waits for the previous
+one, and so do `load_checkpoint`, `remove_checkpoint` and `teardown`; `wait()` blocks until it is done
+and re-raises its error.
 
     lit-llm fit ... --trainer.strategy.class_path lightning.pytorch.strategies.ModelParallelStrategy \\
         --checkpoint.async_save true          # `lit-llm fit` swaps in ShardedStrategy with the same arguments
@@ -32,6 +33,7 @@ import torch
 import torch.distributed.checkpoint as dcp
 from lightning.fabric.plugins.collectives.torch_collective import default_pg_timeout
 from lightning.pytorch.strategies import ModelParallelStrategy
+from torch.distributed.checkpoint.staging import DefaultStager, StagingOptions
 
 from lit_llm.checkpoint import SHARDED_METADATA, move_into_place, recover_checkpoint, remove_stale
 from lit_llm.checkpoint_io import CheckpointWriteError, cpu_snapshot
@@ -71,6 +73,7 @@ class ShardedStrategy(ModelParallelStrategy):
         self.checkpoint_timeout = timeout
         self._checkpoint_group = None  # the background writer's collectives: never the training group
         self._pending: Future | None = None  # done when the save in flight is in place (or has failed)
+        self._stager: DefaultStager | None = None
 
     def setup_environment(self) -> None:
         super().setup_environment()
@@ -109,7 +112,11 @@ class ShardedStrategy(ModelParallelStrategy):
         if self._checkpoint_group is None:
             raise RuntimeError(f"{type(self).__name__}: async_checkpoint needs setup_environment() first")
         metadata = cpu_snapshot(checkpoint)  # meta.pt is written later: keep this moment's values
-        written = dcp.async_save(state, checkpoint_id=tmp, process_group=self._checkpoint_group)
+        if self._stager is None:  # one stager for the run: it reuses its CPU copies from save to save
+            self._stager = DefaultStager(StagingOptions(False, False, False, False))
+        written = dcp.async_save(
+            state, checkpoint_id=tmp, process_group=self._checkpoint_group, async_stager=self._stager
+        )
         done: Future = Future()
         self._pending = done
         written.add_done_callback(lambda future: self._finish(future, done, tmp, path, metadata))
@@ -159,5 +166,8 @@ class ShardedStrategy(ModelParallelStrategy):
         try:
             self.wait()
         finally:
+            if self._stager is not None:
+                self._stager.close()
+                self._stager = None
             self.checkpoint_io.teardown()  # ModelParallelStrategy.teardown leaves it out (an async IO would not finish)
             super().teardown()

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from lit_llm.checkpoint import check_checkpoint
-from lit_llm.checkpoint_io import AtomicCheckpointIO, CheckpointWriteError
+from lit_llm.checkpoint_io import AtomicCheckpointIO, CheckpointWriteError, cpu_snapshot
 from tests.helpers import TINY, fit_tiny, make_text_folder, train_losses
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,6 +108,20 @@ def test_async_save_writes_a_snapshot_of_the_save_moment_in_one_background_threa
     )  # tied tensors stay tied, as torch.save keeps them
     assert saved["view"].untyped_storage().data_ptr() == saved["w"].untyped_storage().data_ptr()
     assert torch.equal(torch.load(tmp_path / "b.ckpt", weights_only=True)["w"], torch.ones(64))
+
+
+def test_a_snapshot_reuses_the_memory_of_the_previous_one_where_sizes_match():
+    weight, moment = torch.zeros(64), torch.zeros(8)
+    buffers: list = []
+    first = cpu_snapshot({"w": weight, "m": moment}, buffers)
+    kept = list(buffers)
+    weight.add_(1)
+    second = cpu_snapshot({"w": weight, "m": moment, "new": torch.ones(3)}, buffers)
+    assert torch.equal(second["w"], torch.ones(64)) and torch.equal(second["new"], torch.ones(3))
+    assert buffers[:2] == kept and len(buffers) == 3  # the same storages, one more for the new tensor
+    assert first["w"].data_ptr() == second["w"].data_ptr()  # hence: only once the first one is written
+    moved = cpu_snapshot({"m": moment, "w": weight}, buffers)  # another order: sizes differ, fresh memory
+    assert torch.equal(moved["w"], weight) and moved["w"].data_ptr() != second["w"].data_ptr()
 
 
 def test_load_and_remove_wait_for_the_write_in_flight(tmp_path):
