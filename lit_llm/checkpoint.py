@@ -3,6 +3,10 @@
 from lit_llm.checkpoint import load_gpt
 gpt, info = load_gpt("runs/demo/checkpoints/last.ckpt")
 info.tokenizer_path, info.tokens_seen, info.global_step
+
+Also the on-disk rules every reader and writer shares: a sharded checkpoint is a folder with meta.pt;
+a replaced checkpoint waits at `.<name>.old` until the new one is in place (`move_into_place`), and
+`recover_checkpoint` moves it back after a kill between the two renames.
 """
 
 from __future__ import annotations

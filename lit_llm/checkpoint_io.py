@@ -42,6 +42,13 @@ _STALE = re.compile(r"\..+\.tmp-\d+")  # `.<name>.tmp-<pid>`: what a killed writ
 class CheckpointWriteError(UserError):
     """A checkpoint write that failed in the background (one line naming the file)."""
 
+    @classmethod
+    def of(cls, path, err: BaseException) -> CheckpointWriteError:
+        first = (str(err).strip().splitlines() or [""])[0][:300]
+        return cls(
+            f"{path}: checkpoint not written ({type(err).__name__}: {first}); the previous one is intact"
+        )
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """torch.save to a temp file beside the target, fsync, rename; stale temp files cleaned; optionally async."""
@@ -90,9 +97,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         try:
             self.write(checkpoint, path)
         except Exception as err:
-            raise CheckpointWriteError(
-                f"{path}: checkpoint not written ({type(err).__name__}: {err}); the previous one is intact"
-            ) from err
+            raise CheckpointWriteError.of(path, err) from err
 
     def wait(self) -> None:
         """Block until the background write (if any) is done; re-raise its error."""

@@ -90,7 +90,7 @@ class ShardedStrategy(ModelParallelStrategy):
             return super().save_checkpoint(checkpoint, filepath, storage_options)
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options (got {storage_options!r})")
-        self.wait()  # at most one save in flight
+        self._wait_everywhere()  # at most one save in flight
         path = Path(self.broadcast(str(filepath)))
         tmp = path.with_name(f".{path.name}.tmp")
         if self.is_global_zero:
@@ -103,23 +103,31 @@ class ShardedStrategy(ModelParallelStrategy):
             "state_dict": checkpoint.pop("state_dict"),
             **{f"optimizer_{i}": s for i, s in enumerate(optimizers)},
         }
-        if not self.async_checkpoint:
-            dcp.save(state, checkpoint_id=tmp)  # returns on every rank once rank 0 has written .metadata
-            if self.is_global_zero:
-                self.commit(tmp, path, checkpoint)
-            self.barrier()
-            return
-        if self._checkpoint_group is None:
-            raise RuntimeError(f"{type(self).__name__}: async_checkpoint needs setup_environment() first")
-        metadata = cpu_snapshot(checkpoint)  # meta.pt is written later: keep this moment's values
-        if self._stager is None:  # one stager for the run: it reuses its CPU copies from save to save
-            self._stager = DefaultStager(StagingOptions(False, False, False, False))
-        written = dcp.async_save(
-            state, checkpoint_id=tmp, process_group=self._checkpoint_group, async_stager=self._stager
-        )
+        if self.async_checkpoint:
+            written = self._write_in_background(state, tmp)
+            metadata = cpu_snapshot(checkpoint)  # meta.pt is written later: keep this moment's values
+        else:
+            written, metadata = Future(), checkpoint
+            try:
+                dcp.save(state, checkpoint_id=tmp)  # returns on every rank once rank 0 has written .metadata
+                written.set_result(None)
+            except Exception as err:  # reported like a background failure, in one line
+                written.set_exception(err)
         done: Future = Future()
         self._pending = done
         written.add_done_callback(lambda future: self._finish(future, done, tmp, path, metadata))
+        if not self.async_checkpoint:
+            self._wait_everywhere()
+
+    def _write_in_background(self, state: dict[str, Any], tmp: Path) -> Future:
+        """Stage `state` in CPU memory now; write it to `tmp` on a background thread (a gloo group of its own)."""
+        if self._checkpoint_group is None:
+            raise RuntimeError(f"{type(self).__name__}: async_checkpoint needs setup_environment() first")
+        if self._stager is None:  # one stager for the run: it reuses its CPU copies from save to save
+            self._stager = DefaultStager(StagingOptions(False, False, False, False))
+        return dcp.async_save(
+            state, checkpoint_id=tmp, process_group=self._checkpoint_group, async_stager=self._stager
+        )
 
     def commit(self, tmp: Path, path: Path, metadata: dict[str, Any]) -> None:
         """Rank 0, once every rank's shards and `.metadata` are in `tmp`: write meta.pt, move `tmp` to `path`."""
@@ -136,11 +144,7 @@ class ShardedStrategy(ModelParallelStrategy):
             if self.is_global_zero:
                 self.commit(tmp, path, metadata)
         except Exception as err:
-            done.set_exception(
-                CheckpointWriteError(
-                    f"{path}: sharded checkpoint not written ({type(err).__name__}: {err}); the previous one is intact"
-                )
-            )
+            done.set_exception(CheckpointWriteError.of(path, err))
         else:
             done.set_result(None)
 
@@ -150,8 +154,22 @@ class ShardedStrategy(ModelParallelStrategy):
         if pending is not None:
             pending.result()
 
+    def _wait_everywhere(self) -> None:
+        """`wait()` on every rank (a collective): a failure of rank 0's commit is raised on all ranks, which
+        would otherwise wait for rank 0 in their next collective until the timeout."""
+        error = None
+        try:
+            self.wait()
+        except CheckpointWriteError as err:
+            error = err
+        said = self.broadcast(str(error) if error else None)
+        if error is not None:
+            raise error
+        if said:
+            raise CheckpointWriteError(said)
+
     def load_checkpoint(self, checkpoint_path, weights_only: bool | None = None) -> dict[str, Any]:
-        self.wait()
+        self._wait_everywhere()
         path = Path(self.broadcast(str(checkpoint_path)))
         if self.is_global_zero:
             recover_checkpoint(path)

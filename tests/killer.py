@@ -71,22 +71,25 @@ class KillingCheckpointIO(AtomicCheckpointIO):
 
 
 class KillingShardedStrategy(ShardedStrategy):
-    """Kills the run when the `kill_at_commit`-th sharded checkpoint is whole in its temp folder (meta.pt
-    written), before it is renamed into place."""
+    """At the `kill_at_commit`-th sharded checkpoint, whole in its temp folder (meta.pt written) but not yet
+    renamed into place: kills the run (`how="kill"`), or fails as on a full disk (`how="disk_full"`)."""
 
     def __init__(
         self,
         kill_at_commit: int,
+        how: str = "kill",
         data_parallel_size: int = 2,
         tensor_parallel_size: int = 1,
         async_checkpoint: bool = False,
     ) -> None:
         super().__init__(data_parallel_size, tensor_parallel_size, async_checkpoint=async_checkpoint)
-        self.kill_at_commit, self.commits = kill_at_commit, 0
+        self.kill_at_commit, self.how, self.commits = kill_at_commit, how, 0
 
     def commit(self, tmp: Path, path: Path, metadata: dict) -> None:
         self.commits += 1
         if self.commits != self.kill_at_commit:
             return super().commit(tmp, path, metadata)
         torch.save(metadata, tmp / "meta.pt")  # the temp folder now looks whole
+        if self.how == "disk_full":
+            raise OSError(28, "No space left on device")
         _kill_run()

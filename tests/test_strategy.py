@@ -221,3 +221,35 @@ def test_a_kill_before_the_rename_keeps_the_previous_sharded_last_checkpoint(dat
         }
     )
     assert steps == [2, 3]  # resumed at step 2
+
+
+@pytest.mark.slow
+def test_a_failed_commit_on_rank_0_stops_every_rank_in_one_line(data, tmp_path):
+    """rank 0 cannot finish the step-2 last.ckpt (disk full, in the background): the next save raises it on
+    both ranks (none waits for rank 0 until the timeout); one line naming the folder; the previous stays."""
+    failing = ["--trainer.strategy.class_path", "tests.killer.KillingShardedStrategy"]
+    failing += [
+        "--trainer.strategy.init_args.kill_at_commit",
+        "2",
+        "--trainer.strategy.init_args.how",
+        "disk_full",
+    ]
+    failing += ["--trainer.strategy.init_args.async_checkpoint", "true", "--trainer.devices", "2"]
+    args = [
+        *TINY,
+        *QUIET,
+        "--data.path",
+        str(data),
+        "--data.batch_size",
+        "2",
+        "--checkpoint.every_n_steps",
+        "2",
+    ]
+    failed = fit([*args, *failing, "--trainer.max_steps", "6"], tmp_path, timeout=120)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    line = f"{last}: checkpoint not written (OSError: [Errno 28] No space left on device); the previous one is intact"
+    assert failed.returncode == 1 and f"lit-llm: error: {line}" in failed.stderr, failed.stderr[-3000:]
+    assert (
+        not last.exists()
+        and consolidate_sharded(tmp_path / "checkpoints" / "step-000002.ckpt")["global_step"] == 2
+    )
