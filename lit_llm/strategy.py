@@ -37,6 +37,7 @@ from torch.distributed.checkpoint.staging import DefaultStager, StagingOptions
 
 from lit_llm.checkpoint import SHARDED_METADATA, move_into_place, recover_checkpoint, remove_stale
 from lit_llm.checkpoint_io import CheckpointWriteError, cpu_snapshot
+from lit_llm.errors import UserError
 
 
 class ShardedStrategy(ModelParallelStrategy):
@@ -68,6 +69,7 @@ class ShardedStrategy(ModelParallelStrategy):
             process_group_backend,
             timeout,
         )
+        self.requested_layout = (data_parallel_size, tensor_parallel_size)
         self.async_checkpoint = async_checkpoint
         self.distributed_checkpoint = save_distributed_checkpoint
         self.checkpoint_timeout = timeout
@@ -76,11 +78,27 @@ class ShardedStrategy(ModelParallelStrategy):
         self._stager: DefaultStager | None = None
 
     def setup_environment(self) -> None:
+        self.check_layout()
         super().setup_environment()
         if self.async_checkpoint and self.distributed_checkpoint and self._checkpoint_group is None:
             self._checkpoint_group = torch.distributed.new_group(
                 backend="gloo", timeout=self.checkpoint_timeout
             )
+
+    def check_layout(self) -> None:
+        """One line when the mesh sizes do not multiply to the processes ("auto" is Lightning's: the nodes for
+        data parallel, a node's devices for tensor parallel), instead of a traceback from every rank."""
+        nodes, devices = self.num_nodes, self.num_processes
+        dp, tp = self.requested_layout
+        sizes = (dp if isinstance(dp, int) else nodes, tp if isinstance(tp, int) else devices)
+        if sizes[0] * sizes[1] == nodes * devices:
+            return
+        shown = [f"{v}" if isinstance(v, int) else f"auto (= {n})" for v, n in zip((dp, tp), sizes)]
+        raise UserError(
+            f"data_parallel_size {shown[0]} x tensor_parallel_size {shown[1]} != {nodes * devices} processes "
+            f"({nodes} nodes x {devices} devices); set both, e.g. data_parallel_size {nodes * devices} and "
+            "tensor_parallel_size 1 for FSDP2 over every device"
+        )
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], filepath, storage_options: Any | None = None

@@ -6,6 +6,7 @@ process resumes a two-process checkpoint with its losses."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,7 +23,9 @@ from lit_llm.checkpoint import (
     remove_stale,
     resolve_checkpoint,
 )
+from lit_llm.errors import UserError
 from lit_llm.lightning_cli import _named_checkpoint
+from lit_llm.strategy import ShardedStrategy
 from tests.helpers import TINY, train_losses
 from tests.test_distributed import QUIET
 
@@ -253,3 +256,20 @@ def test_a_failed_commit_on_rank_0_stops_every_rank_in_one_line(data, tmp_path):
         not last.exists()
         and consolidate_sharded(tmp_path / "checkpoints" / "step-000002.ckpt")["global_step"] == 2
     )
+
+
+@pytest.mark.parametrize(
+    "sizes, said",
+    [
+        (dict(data_parallel_size=2), "data_parallel_size 2 x tensor_parallel_size auto (= 2) != 2 processes"),
+        (dict(data_parallel_size=4, tensor_parallel_size=1), "data_parallel_size 4 x tensor_parallel_size 1"),
+    ],
+)
+def test_mesh_sizes_that_do_not_multiply_to_the_processes_are_one_line(sizes, said):
+    strategy = ShardedStrategy(**sizes)
+    strategy.num_nodes, strategy.parallel_devices = 1, [torch.device("cpu")] * 2
+    with pytest.raises(UserError, match=re.escape(said)):
+        strategy.check_layout()
+    valid = ShardedStrategy(data_parallel_size=2, tensor_parallel_size=1)
+    valid.num_nodes, valid.parallel_devices = 1, [torch.device("cpu")] * 2
+    valid.check_layout()  # a pair that multiplies to the processes passes
