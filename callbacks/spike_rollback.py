@@ -24,6 +24,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 
 from lit_llm.batch import data_parallel_rank_and_size
+from lit_llm.checkpoint_io import wait_for_checkpoints
 from lit_llm.errors import UserError
 from lit_llm.module import LitLLM, total_gradient_norm
 from lit_llm.rollback import (
@@ -172,6 +173,7 @@ class LossSpikeRollback(Callback):
 
     def recover(self, trainer: Trainer, pl_module: LightningModule, spike: dict) -> dict:
         """Act on a spike at the end of its (skipped) step; return the event fields describing the action."""
+        wait_for_checkpoints(trainer)  # a clean checkpoint still being written in the background counts
         dropped = self.checkpoints.drop(lambda c: c.status == "clean")  # unconfirmed: possibly already bad
         target = trainer.strategy.broadcast(self.choose_checkpoint(spike["step"]), src=0)  # rank 0 decides
         if target is None:

@@ -417,10 +417,8 @@ BLOW_UP_AT_17 = {
     "init_args": {"step": 17, "factor": 1000.0},
 }
 MODEL_PARALLEL = ["--trainer.strategy.class_path", "lightning.pytorch.strategies.ModelParallelStrategy"]
-TP1 = ["--trainer.strategy.init_args.tensor_parallel_size", "1"]
-STRATEGIES = {  # arguments, samples per step (micro-batch 4 x data-parallel groups)
+STRATEGIES = {  # arguments, samples per step (micro-batch 4 x data-parallel groups); TP 2 runs FSDP2 too
     "ddp": (["--trainer.strategy", "ddp"], 8),
-    "fsdp2": ([*MODEL_PARALLEL, "--trainer.strategy.init_args.data_parallel_size", "2", *TP1], 8),
     "tp2": ([*MODEL_PARALLEL, "--trainer.strategy.init_args.tensor_parallel_size", "2"], 4),
 }
 

@@ -19,6 +19,7 @@ import yaml
 from lit_llm.checkpoint import (
     check_checkpoint,
     consolidate_sharded,
+    load_gpt,
     move_into_place,
     remove_stale,
     resolve_checkpoint,
@@ -176,6 +177,40 @@ def test_one_process_resumes_a_two_process_checkpoint_with_its_losses(data, fsdp
     assert sorted(one) == [2, 3]
     for step, loss in one.items():  # the same rows summed in another order: float32 rounding only
         assert abs(float(loss) - float(two[step])) < 1e-4, (one, two)
+
+
+@pytest.mark.slow
+def test_tp2_resumes_a_two_process_fsdp2_checkpoint_with_its_losses_and_its_checkpoint_exports(
+    data, fsdp_runs, tmp_path
+):
+    """FSDP2 2 -> TP 2: the distributed-checkpoint reader reshards; the TP run's own sharded folder reads
+    as one model, converts and exports."""
+    from lit_llm.cli import main
+
+    start = fsdp_runs["sync"] / "checkpoints" / "step-000002.ckpt"
+    tp2 = [*FSDP2[:4], "--trainer.strategy.init_args.tensor_parallel_size", "2"]
+    args = [
+        *TINY,
+        *QUIET,
+        *tp2,
+        "--data.path",
+        str(data),
+        "--trainer.max_steps",
+        "4",
+        "--ckpt_path",
+        str(start),
+    ]
+    done = fit(args, tmp_path)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "data-parallel groups: 2 then, 1 now" in done.stdout + done.stderr
+    two, tp = train_losses(fsdp_runs["sync"]), train_losses(tmp_path)
+    assert sorted(tp) == [2, 3]
+    for step, loss in tp.items():
+        assert abs(float(loss) - float(two[step])) < 1e-4, (tp, two)
+    assert load_gpt(tmp_path)[1].global_step == 4
+    main(["checkpoint", "convert", "--ckpt_path", str(tmp_path), "--out", str(tmp_path / "tp.ckpt")])
+    main(["export", "--ckpt_path", str(tmp_path / "tp.ckpt"), "--out", str(tmp_path / "hf")])
+    assert (tmp_path / "hf" / "model.safetensors").exists()
 
 
 @pytest.mark.slow
