@@ -28,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_init_memory import build_data
 from lightning.pytorch import Callback
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,25 +54,6 @@ class BatchClock(Callback):
         params = sum(p.numel() for p in pl_module.parameters())  # the whole model (DTensors count all)
         record = {"starts": self.starts, "ends": self.ends, "params": params}
         Path(self.out, f"clock-rank{trainer.global_rank}.json").write_text(json.dumps(record))
-
-
-def build_data(folder: Path) -> Path:
-    """Random token shards at the preset's vocabulary (the content does not matter for timing)."""
-    import numpy as np
-
-    from lit_llm.data.shards import Manifest, token_dtype, write_shard
-
-    rng = np.random.default_rng(0)
-    dtype = token_dtype(VOCAB)
-    shards = []
-    for split in ("train", "val"):
-        docs = [rng.integers(1, VOCAB, 512).astype(dtype) for _ in range(64)]
-        entry = write_shard(folder / split / "x.bin", docs, dtype)
-        shards.append({"file": f"{split}/x.bin", "split": split, "source": "x", **entry})
-    tokenizer = {"path": None, "eos_id": 0, "pad_id": None}
-    manifest = {"format_version": 1, "vocab_size": VOCAB, "dtype": dtype.name, "tokenizer": tokenizer}
-    Manifest(folder, {**manifest, "sources": [{"name": "x", "weight": 1.0}], "shards": shards}).save()
-    return folder
 
 
 def fit(data: Path, out: Path, ranks: int, async_save: bool, args: argparse.Namespace) -> dict:

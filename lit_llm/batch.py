@@ -52,3 +52,30 @@ def data_parallel_rank_and_size(trainer) -> tuple[int, int]:
         return 0, 1
     layout = getattr(getattr(trainer, "strategy", None), "distributed_sampler_kwargs", None) or {}
     return int(layout.get("rank", trainer.global_rank)), int(layout.get("num_replicas", trainer.world_size))
+
+
+def describe_groups(trainer, groups: int) -> str:
+    """'2 processes', or '4 processes as 2 data-parallel groups of 2 tensor-parallel ranks'."""
+    if groups == trainer.world_size:
+        return f"{groups} processes"
+    return (
+        f"{trainer.world_size} processes as {groups} data-parallel groups of "
+        f"{trainer.world_size // groups} tensor-parallel ranks"
+    )
+
+
+def resume_note(datamodule, groups: int, global_batch: int) -> str:
+    """What changed since the checkpoint a run resumes from: the data-parallel layout, the global batch."""
+    saved_groups = getattr(datamodule, "world_size_at_save", None)
+    saved_batch = getattr(datamodule, "global_batch_at_save", None)
+    changes = []
+    if saved_groups is not None and saved_groups != groups:
+        changes.append(f"data-parallel groups: {saved_groups} then, {groups} now")
+    if saved_batch is not None and saved_batch != global_batch:
+        changes.append(
+            f"the global batch was {saved_batch} samples and is {global_batch} now (the loss curve "
+            "and the LR schedule's meaning per step change)"
+        )
+    if not changes:
+        return ""
+    return f"; resumed from a checkpoint of another layout ({'; '.join(changes)}): the sample stream continues at position {datamodule.position}"

@@ -184,6 +184,27 @@ def clean_parameter_name(name: str) -> str:
     return name.replace("_checkpoint_wrapped_module.", "").replace("_orig_mod.", "")
 
 
+def name_optimizer_state(module: torch.nn.Module, optimizer, state: dict) -> dict:
+    """An optimizer state dict keyed by parameter names ("model.blocks.0.attn.q_proj.weight") instead of
+    positions in the optimizer's parameter groups, as the distributed-checkpoint utilities key it.
+
+    torch's `Optimizer.load_state_dict` matches parameters by position and accepts either key; loading a
+    single-file checkpoint into a sharded run (1 -> N processes) keys positions by `module.parameters()`
+    order, which is not the order of the kit's weight-decay groups: with names, every moment finds its
+    parameter. A sharded (already named) state is returned as it is.
+    """
+    if not state.get("state") and not state.get("param_groups"):
+        return state
+    if any(not isinstance(k, int) for g in state["param_groups"] for k in g["params"]):
+        return state
+    names = {id(p): clean_parameter_name(n) for n, p in module.named_parameters()}
+    in_order = [names[id(p)] for group in optimizer.param_groups for p in group["params"]]
+    return {
+        "state": {in_order[i]: v for i, v in state["state"].items()},
+        "param_groups": [{**g, "params": [in_order[i] for i in g["params"]]} for g in state["param_groups"]],
+    }
+
+
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[Path, dict]:
     """The checkpoint dict at path (a file, a run folder or a sharded folder); a UserError if unreadable."""
     file = resolve_checkpoint(path)

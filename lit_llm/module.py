@@ -30,8 +30,10 @@ from lit_llm.batch import (
     TARGET_BYTES,
     bits_per_byte,
     data_parallel_rank_and_size,
+    describe_groups,
+    resume_note,
 )
-from lit_llm.checkpoint import clean_parameter_name
+from lit_llm.checkpoint import name_optimizer_state
 from lit_llm.errors import UserError
 from lit_llm.model import GPT, ModelConfig
 from lit_llm.parallel import (
@@ -427,54 +429,6 @@ class LitLLM(LightningModule):
         # creates the DataLoader iterator, which draws from the torch RNG; the uninterrupted run
         # drew that number long before the checkpoint.
         self._pending_rng = extra.get("rng")
-
-
-def name_optimizer_state(module: torch.nn.Module, optimizer, state: dict) -> dict:
-    """An optimizer state dict keyed by parameter names ("model.blocks.0.attn.q_proj.weight") instead of
-    positions in the optimizer's parameter groups, as the distributed-checkpoint utilities key it.
-
-    torch's `Optimizer.load_state_dict` matches parameters by position and accepts either key; loading a
-    single-file checkpoint into a sharded run (1 -> N processes) keys positions by `module.parameters()`
-    order, which is not the order of the kit's weight-decay groups: with names, every moment finds its
-    parameter. A sharded (already named) state is returned as it is.
-    """
-    if not state.get("state") and not state.get("param_groups"):
-        return state
-    if any(not isinstance(k, int) for g in state["param_groups"] for k in g["params"]):
-        return state
-    names = {id(p): clean_parameter_name(n) for n, p in module.named_parameters()}
-    in_order = [names[id(p)] for group in optimizer.param_groups for p in group["params"]]
-    return {
-        "state": {in_order[i]: v for i, v in state["state"].items()},
-        "param_groups": [{**g, "params": [in_order[i] for i in g["params"]]} for g in state["param_groups"]],
-    }
-
-
-def describe_groups(trainer, groups: int) -> str:
-    """'2 processes', or '4 processes as 2 data-parallel groups of 2 tensor-parallel ranks'."""
-    if groups == trainer.world_size:
-        return f"{groups} processes"
-    return (
-        f"{trainer.world_size} processes as {groups} data-parallel groups of "
-        f"{trainer.world_size // groups} tensor-parallel ranks"
-    )
-
-
-def resume_note(datamodule, groups: int, global_batch: int) -> str:
-    """What changed since the checkpoint a run resumes from: the data-parallel layout, the global batch."""
-    saved_groups = getattr(datamodule, "world_size_at_save", None)
-    saved_batch = getattr(datamodule, "global_batch_at_save", None)
-    changes = []
-    if saved_groups is not None and saved_groups != groups:
-        changes.append(f"data-parallel groups: {saved_groups} then, {groups} now")
-    if saved_batch is not None and saved_batch != global_batch:
-        changes.append(
-            f"the global batch was {saved_batch} samples and is {global_batch} now (the loss curve "
-            "and the LR schedule's meaning per step change)"
-        )
-    if not changes:
-        return ""
-    return f"; resumed from a checkpoint of another layout ({'; '.join(changes)}): the sample stream continues at position {datamodule.position}"
 
 
 def capture_rng_state() -> dict:
