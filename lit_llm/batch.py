@@ -3,7 +3,10 @@
 A training batch is a dict with INPUT_IDS (B, T) and LABELS (B, T) (int64; labels are the inputs
 shifted by one, IGNORE_INDEX where no loss is taken: <|pad|>) and SAMPLE_INDEX (B,) (the global
 sample index of each row). A validation batch has INPUT_IDS, LABELS and TARGET_BYTES (B, T): the
-UTF-8 bytes each target token decodes to (0 for special tokens), for bits per byte. The data
+UTF-8 bytes each target token decodes to (0 for special tokens), for bits per byte. With document
+masking (`LitDataModule(document_mask=True)`) both kinds also carry POSITION_IDS (B, T): each token's
+position inside its own document, 0 at a window's first token and after every <|endoftext|>; the
+model restarts RoPE there and keeps attention inside each document. The data
 module adds STREAM_POSITION and STREAM_GENERATION to training batches for its own bookkeeping and
 removes them before the model sees the batch. A leaf module: it imports nothing of the kit.
 """
@@ -18,6 +21,7 @@ import torch
 IGNORE_INDEX = -100  # label of positions without a loss (cross_entropy's ignore_index)
 INPUT_IDS, LABELS = "input_ids", "labels"
 SAMPLE_INDEX = "sample_index"
+POSITION_IDS = "position_ids"  # (B, T) position inside the token's document (document masking only)
 TARGET_BYTES = "target_bytes"
 STREAM_POSITION = "stream_position"  # global stream position of a training batch's first row
 STREAM_GENERATION = "stream_generation"  # which restart of the stream made the batch
@@ -33,6 +37,18 @@ class ValBatch(TypedDict, total=False):
     input_ids: torch.Tensor  # (B, T)
     labels: torch.Tensor  # (B, T)
     target_bytes: torch.Tensor  # (B, T) bytes per target token; absent without a tokenizer
+
+
+def document_positions(input_ids: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """Each token's position inside its document (B, T) int64: 0 at the first token of a window and
+    at every token that follows <|endoftext|> (eos ends a document and belongs to it)."""
+    B, T = input_ids.shape
+    starts = torch.zeros(B, T, dtype=torch.bool, device=input_ids.device)
+    starts[:, 0] = True
+    starts[:, 1:] = input_ids[:, :-1] == eos_id
+    index = torch.arange(T, device=input_ids.device).expand(B, T)
+    last_start = torch.where(starts, index, 0).cummax(dim=1).values  # (B, T) index of the document's start
+    return index - last_start
 
 
 def bits_per_byte(nll_sum: float, num_bytes: int) -> float:
