@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from lit_llm.data.datamodule import LitDataModule, TrainWindows
+from lit_llm.data.datamodule import LitDataModule
 from lit_llm.data.sampling import merge_ranges, sample_index, stream_position
 from lit_llm.data.shards import Shard, ShardSet
+from lit_llm.data.windows import TrainWindows
 from lit_llm.errors import UserError
 from tests.helpers import make_shard_folder, make_text_folder
 
@@ -29,6 +30,8 @@ def loader_batches(dm, n, rank=0, world=1):
         world,
         dm.skip_ranges,
         dm.pad_id,
+        dm.sampling,
+        dm.eos_id if dm.document_mask else None,
     )
     return [ds.batch(i) for i in range(n)]
 
@@ -164,3 +167,87 @@ def test_restart_stream_continues_from_the_rewound_position_without_prefetched_b
     for _ in range(3):
         after.append(dm.on_before_batch_transfer(next(stream), 0)["sample_index"].tolist())
     assert after == [[15, 16, 17], [18, 19, 20], [21, 22, 23], [24, 25, 26]] and dm.position == 15
+
+
+class RankTrainer:
+    """What the data module reads of a Trainer on data-parallel rank `rank` of `world`."""
+
+    training, max_steps, accumulate_grad_batches = True, -1, 1
+
+    def __init__(self, rank: int, world: int) -> None:
+        self.global_rank, self.world_size = rank, world
+
+
+def epoch_offsets(dm, steps: int, rank: int, world: int) -> list[int]:
+    """Window offsets of the samples rank `rank` trains on in `steps` steps from dm.position (checked
+    against the batch rows' tokens), through the real DataLoader."""
+    dm.trainer = RankTrainer(rank, world)
+    stream = iter(dm.train_dataloader())
+    windows = dm.train_windows(0)
+    offsets = []
+    for _ in range(steps):
+        batch = next(stream)
+        _, offset = windows.window_offsets(batch["sample_index"].numpy())
+        rows = [dm.train_sets[0].window(int(o), dm.seq_len + 1)[:-1] for o in offset]
+        assert np.array_equal(batch["input_ids"].numpy(), np.stack(rows))
+        offsets += [(int(i), int(o)) for i, o in zip(batch["sample_index"], offset)]
+    return offsets
+
+
+def test_one_epoch_visits_every_window_once_across_ranks_workers_resume_and_skips(tmp_path):
+    folder = make_shard_folder(tmp_path / "one", docs_per_source=30)  # 3,600 tokens
+    skips = [(40, 52)]
+    first = LitDataModule(str(folder), seq_len=8, batch_size=4, num_workers=2, skip_ranges=skips)
+    first.setup("fit")
+    windows = first.source_windows[0]
+    assert windows == 449
+    seen = epoch_offsets(first, 20, 0, 2) + epoch_offsets(first, 20, 1, 2)
+    first.position = 20 * 8  # both ranks trained 20 steps of 2 x 4 samples
+    resumed = LitDataModule(str(folder), seq_len=8, batch_size=4, num_workers=2)
+    resumed.load_state_dict(first.state_dict())
+    resumed.setup("fit")
+    steps = -(-(windows - 160) // 8)  # to the end of the epoch
+    seen += epoch_offsets(resumed, steps, 0, 2) + epoch_offsets(resumed, steps, 1, 2)
+    trained = {i: o for i, o in seen if i < windows}
+    assert len(trained) == len([i for i, _ in seen if i < windows])  # no sample twice
+    skipped = resumed.train_windows(0).window_offsets(np.arange(40, 52))[1].tolist()
+    assert set(trained) == set(range(windows)) - set(range(40, 52))
+    assert sorted([*trained.values(), *skipped]) == list(range(0, windows * 8, 8))
+
+
+def test_sampling_mode_is_kept_across_resume_and_random_stays_available(folder):
+    random_dm = LitDataModule(str(folder), seq_len=8, batch_size=4, sampling="random")
+    epoch_dm = LitDataModule(str(folder), seq_len=8, batch_size=4)
+    a, b = loader_batches(random_dm, 1)[0], loader_batches(epoch_dm, 1)[0]
+    assert not torch.equal(a["input_ids"], b["input_ids"])
+    with pytest.raises(UserError, match="--data.sampling random"):
+        epoch_dm.load_state_dict(random_dm.state_dict())
+    with pytest.raises(UserError, match="data.sampling must be one of"):
+        LitDataModule(str(folder), sampling="shuffle")
+
+
+def test_the_fit_line_names_shares_windows_and_planned_epochs(folder):
+    dm = LitDataModule(str(folder), seq_len=8, batch_size=10)
+    dm.trainer = RankTrainer(0, 1)
+    dm.trainer.max_steps = 450
+    dm.setup("fit")
+    line = dm.describe_sampling()
+    assert line.startswith("data: epoch sampling") and "a 75.0% of samples, 449 windows of 9 tokens" in line
+    assert "b 25.0% of samples, 449 windows of 9 tokens, 2.51 epochs in 450 steps" in line
+    dm.position = 449 * 4
+    assert dm.source_epochs() == pytest.approx({"a": 3.0, "b": 1.0}, abs=1e-3)
+
+
+def test_document_mask_adds_positions_that_restart_after_eos(tmp_path):
+    folder = make_text_folder(tmp_path)
+    dm = LitDataModule(str(folder), seq_len=200, batch_size=8, document_mask=True)
+    batch = loader_batches(dm, 1)[0]
+    ids, positions = batch["input_ids"], batch["position_ids"]
+    assert positions.shape == ids.shape and (positions[:, 0] == 0).all()
+    after_eos = torch.zeros_like(ids, dtype=torch.bool)
+    after_eos[:, 1:] = ids[:, :-1] == dm.eos_id
+    assert torch.equal(positions[:, 1:] == 0, after_eos[:, 1:]) and after_eos.any()
+    dm.setup("validate")
+    val = next(iter(dm.val_dataloader()))
+    assert val["position_ids"].shape == val["input_ids"].shape
+    assert "position_ids" not in loader_batches(LitDataModule(str(folder), seq_len=200, batch_size=8), 1)[0]

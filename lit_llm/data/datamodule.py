@@ -1,12 +1,14 @@
 """LitDataModule: memory-mapped shard folders as Lightning training and validation data.
 
 Training: an endless stream of windows of `seq_len + 1` tokens; sample i is a pure
-function of (seed, i) (see `sampling.py`), so resuming, splitting over ranks and skipping
+function of (seed, i): by default every non-overlapping window of every source comes once per
+epoch in a keyed order, sources mixed by weight (`epochs.py`; `sampling="random"` draws windows
+at random offsets instead, `sampling.py`), so resuming, splitting over ranks and skipping
 ranges are arithmetic. Data-parallel rank r of W takes stream positions `start + n * W + r` (the ranks
 of a tensor-parallel group are one data-parallel rank: they get the same batch); each
 DataLoader worker builds whole batches, and the loader returns them in a fixed round-robin
 order, so the sequence of batches never depends on the number of workers. Validation is
-a fixed sequential pass over the held-out shards.
+a fixed sequential pass over the held-out shards (the datasets are in `windows.py`).
 
     dm = LitDataModule(path="runs/demo/data", seq_len=256, batch_size=12)
 """
@@ -16,84 +18,22 @@ from __future__ import annotations
 import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
-from lightning.pytorch.utilities import rank_zero_warn
-from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch.utils.data import DataLoader
 
 from lit_llm.batch import (
-    IGNORE_INDEX,
-    INPUT_IDS,
-    LABELS,
-    SAMPLE_INDEX,
     STREAM_GENERATION,
     STREAM_POSITION,
-    TARGET_BYTES,
     data_parallel_rank_and_size,
 )
-from lit_llm.data.sampling import choose_windows, merge_ranges, sample_index
+from lit_llm.data.epochs import source_shares
+from lit_llm.data.sampling import merge_ranges, sample_index
 from lit_llm.data.shards import Manifest, ShardSet
+from lit_llm.data.windows import TrainWindows, ValWindows, epoch_window_count
 from lit_llm.errors import UserError
 from lit_llm.tokenizer import load_tokenizer
 
-
-class TrainWindows(IterableDataset):
-    """Batches of training windows for one rank, starting at a global stream position."""
-
-    def __init__(
-        self,
-        sources: list[ShardSet],
-        weights: list[float],
-        seq_len: int,
-        batch_size: int,
-        seed: int,
-        start: int,
-        rank: int,
-        world_size: int,
-        skips: list[tuple[int, int]],
-        pad_id: int | None,
-    ) -> None:
-        self.sources, self.weights, self.seq_len, self.batch_size = sources, weights, seq_len, batch_size
-        self.seed, self.start, self.rank, self.world_size = seed, start, rank, world_size
-        self.skips, self.pad_id = skips, pad_id
-        self.source_tokens = [s.num_tokens for s in sources]
-
-    def batch_at(self, start: int) -> dict:
-        """This rank's batch of the global batch that starts at stream position `start`.
-
-        Rows take positions start + b * world_size + rank, b < batch_size.
-        """
-        positions = start + np.arange(self.batch_size) * self.world_size + self.rank
-        indices = sample_index(positions, self.skips)
-        source, offset = choose_windows(
-            self.seed, indices, self.source_tokens, self.weights, self.seq_len + 1
-        )
-        windows = np.stack([self.sources[s].window(int(o), self.seq_len + 1) for s, o in zip(source, offset)])
-        tokens = torch.from_numpy(windows.astype(np.int64))  # (B, T + 1)
-        labels = tokens[:, 1:].clone()
-        if self.pad_id is not None:
-            labels[labels == self.pad_id] = IGNORE_INDEX  # <|pad|> is never a loss target
-        return {
-            INPUT_IDS: tokens[:, :-1],
-            LABELS: labels,
-            SAMPLE_INDEX: torch.from_numpy(indices),
-            STREAM_POSITION: start,
-        }
-
-    def batch(self, n: int) -> dict:
-        """Rank-local batch n of this stream: the global batch at start + n * batch_size * world_size."""
-        return self.batch_at(self.start + n * self.stride)
-
-    @property
-    def stride(self) -> int:
-        """Stream positions one global batch spans."""
-        return self.batch_size * self.world_size
-
-    def __iter__(self):
-        info = get_worker_info()
-        worker, num_workers = (info.id, info.num_workers) if info else (0, 1)
-        n = worker
-        while True:
-            yield self.batch(n)
-            n += num_workers
+SAMPLING_MODES = ("epoch", "random")
 
 
 class TrainStream:
@@ -129,35 +69,6 @@ class TrainStream:
         return batch
 
 
-class ValWindows(Dataset):
-    """Consecutive non-overlapping windows over the validation shards, with target byte counts."""
-
-    def __init__(
-        self,
-        shards: ShardSet,
-        seq_len: int,
-        max_tokens: int | None,
-        token_bytes: np.ndarray | None,
-        pad_id: int | None,
-    ) -> None:
-        self.shards, self.seq_len, self.token_bytes, self.pad_id = shards, seq_len, token_bytes, pad_id
-        usable = shards.num_tokens - 1 if max_tokens is None else min(max_tokens, shards.num_tokens - 1)
-        self.length = max(usable // seq_len, 0)
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, i: int) -> dict:
-        window = torch.from_numpy(self.shards.window(i * self.seq_len, self.seq_len + 1).astype(np.int64))
-        labels = window[1:].clone()
-        item = {INPUT_IDS: window[:-1], LABELS: labels}
-        if self.token_bytes is not None:
-            item[TARGET_BYTES] = torch.from_numpy(self.token_bytes[labels.numpy()].astype(np.int64))
-        if self.pad_id is not None:
-            labels[labels == self.pad_id] = IGNORE_INDEX
-        return item
-
-
 class LitDataModule(LightningDataModule):
     """Training and validation data from a folder written by `lit-llm data prepare`."""
 
@@ -173,6 +84,8 @@ class LitDataModule(LightningDataModule):
         val_tokens: int | None = 1_000_000,
         skip_ranges: list[tuple[int, int]] | None = None,
         verify_checksums: bool = True,
+        sampling: str = "epoch",
+        document_mask: bool = False,
     ) -> None:
         """
         Args:
@@ -186,15 +99,26 @@ class LitDataModule(LightningDataModule):
             val_tokens: Cap on validation tokens per evaluation (None = every held-out token).
             skip_ranges: Half-open ranges [start, end) of global sample indices never trained on.
             verify_checksums: Check every shard's sha256 against the manifest at setup (one sequential read).
+            sampling: "epoch": every non-overlapping window of every source once per epoch, in a seeded
+                order reshuffled each epoch, sources interleaved by weight (a source whose weight exceeds
+                its size repeats). "random": each sample is a random source (by weight) and a random offset
+                (windows may overlap; over one epoch's worth of samples ~63% of the corpus is seen).
+            document_mask: Keep attention inside each document of a window and restart RoPE positions
+                at each document (batches carry position_ids; the model masks across <|endoftext|>).
         """
         super().__init__()
         if seq_len < 1 or batch_size < 1:
             raise UserError(f"seq_len and batch_size must be >= 1 (got {seq_len}, {batch_size})")
+        if sampling not in SAMPLING_MODES:
+            raise UserError(f"data.sampling must be one of {', '.join(SAMPLING_MODES)} (got {sampling!r})")
+        self.sampling, self.document_mask = sampling, document_mask
         self.path, self.seq_len, self.batch_size, self.seed = path, seq_len, batch_size, seed
         self.num_workers, self.pin_memory, self.val_tokens = num_workers, pin_memory, val_tokens
         self.val_batch_size = val_batch_size or batch_size
         self.verify_checksums = verify_checksums
         self.manifest = Manifest.load(path)
+        if document_mask and self.eos_id is None:
+            raise UserError(f"{path}/manifest.json: no tokenizer eos_id, which document_mask needs")
         self.skip_ranges = merge_ranges(skip_ranges or [])
         self.position = 0  # global training stream position: samples consumed by all ranks together
         self.generation = 0  # bumped by restart_stream(); batches of older generations are rebuilt
@@ -261,6 +185,47 @@ class LitDataModule(LightningDataModule):
                 f"seq_len + 1 = {self.seq_len + 1}): this run will not validate"
             )
         self._checksums_verified = True  # once per process: a rollback's re-fit calls setup again
+        if stage == "fit":
+            rank_zero_info(self.describe_sampling())
+
+    # ---- epochs ----------------------------------------------------------------------
+
+    @property
+    def source_windows(self) -> list[int]:
+        """Non-overlapping training windows of each source: the samples of one epoch of it."""
+        return [epoch_window_count(s.num_tokens, self.seq_len) for s in self.train_sets]
+
+    def source_shares(self) -> list[float]:
+        """The share of training samples each source gets."""
+        if self.sampling == "epoch":
+            return source_shares(self.source_weights).tolist()
+        return (np.asarray(self.source_weights) / np.sum(self.source_weights)).tolist()
+
+    def source_epochs(self, samples: int | None = None) -> dict[str, float]:
+        """Epochs of each source covered after `samples` training samples (default: the current position)."""
+        samples = self.position if samples is None else samples
+        shares = self.source_shares()
+        return {n: samples * p / w for n, p, w in zip(self.source_names, shares, self.source_windows)}
+
+    def describe_sampling(self) -> str:
+        """One line: how samples are drawn, each source's share and windows, and the epochs this run will see."""
+        steps = getattr(self.trainer, "max_steps", -1) if self.trainer is not None else -1
+        accumulation = getattr(self.trainer, "accumulate_grad_batches", 1) if self.trainer is not None else 1
+        run_samples = steps * self.global_batch * accumulation if steps and steps > 0 else None
+        planned = self.source_epochs(run_samples) if run_samples else {}
+        parts = []
+        for name, share, windows in zip(self.source_names, self.source_shares(), self.source_windows):
+            part = f"{name} {share:.1%} of samples, {windows:,} windows of {self.seq_len + 1} tokens"
+            if run_samples:
+                part += f", {planned[name]:.2f} epochs in {steps:,} steps"
+            parts.append(part)
+        how = (
+            "epoch sampling (each window once per epoch, reshuffled every epoch)"
+            if self.sampling == "epoch"
+            else "random sampling (random offsets, with replacement)"
+        )
+        mask = "; document masking on" if self.document_mask else ""
+        return f"data: {how}{mask}: " + "; ".join(parts)
 
     def train_dataloader(self) -> TrainStream:
         return TrainStream(self)
@@ -289,6 +254,8 @@ class LitDataModule(LightningDataModule):
             world,
             self.skip_ranges,
             self.pad_id,
+            self.sampling,
+            self.eos_id if self.document_mask else None,
         )
 
     @property
@@ -297,7 +264,10 @@ class LitDataModule(LightningDataModule):
         return self.batch_size * data_parallel_rank_and_size(self.trainer)[1]
 
     def val_dataloader(self) -> DataLoader:
-        dataset = ValWindows(self.val_set, self.seq_len, self.val_tokens, self.token_bytes(), self.pad_id)
+        eos = self.eos_id if self.document_mask else None
+        dataset = ValWindows(
+            self.val_set, self.seq_len, self.val_tokens, self.token_bytes(), self.pad_id, eos
+        )
         if len(dataset) == 0:
             return DataLoader([])
         return DataLoader(
@@ -335,6 +305,7 @@ class LitDataModule(LightningDataModule):
             "position": self.position,
             "skip_ranges": [list(r) for r in self.skip_ranges],
             "seed": self.seed,
+            "sampling": self.sampling,
             "seq_len": self.seq_len,
             "batch_size": self.batch_size,
             "world_size": world,  # data-parallel groups
@@ -346,6 +317,12 @@ class LitDataModule(LightningDataModule):
             raise UserError(
                 f"checkpoint data seed {state['seed']} differs from data.seed={self.seed}; "
                 "resuming would change the sample order"
+            )
+        saved = state.get("sampling", "random")  # checkpoints from before epoch sampling drew at random
+        if saved != self.sampling:
+            raise UserError(
+                f"checkpoint data sampling {saved!r} differs from data.sampling={self.sampling!r}; "
+                f"resuming would change the sample order (pass --data.sampling {saved} to continue it)"
             )
         self.position = int(state["position"])
         self.skip_ranges = merge_ranges([*self.skip_ranges, *map(tuple, state.get("skip_ranges", []))])
