@@ -185,8 +185,9 @@ class LitDataModule(LightningDataModule):
                 f"seq_len + 1 = {self.seq_len + 1}): this run will not validate"
             )
         self._checksums_verified = True  # once per process: a rollback's re-fit calls setup again
-        if stage == "fit":
+        if stage == "fit" and not getattr(self, "_sampling_described", False):
             rank_zero_info(self.describe_sampling())
+            self._sampling_described = True  # once per process: a rollback's re-fit calls setup again
 
     # ---- epochs ----------------------------------------------------------------------
 
