@@ -1,7 +1,7 @@
 """One task of `lit-llm data prepare`: read this task's share of the sources (`task_input`: sampled,
-long documents cut into blocks), filter, hash, MinHash and tokenize them in worker processes
-(`task_workers`), and write chunk files that the merge step (`lit_llm.data.merge`) deduplicates
-into the final shards.
+long documents cut into blocks), filter, decontaminate, hash, MinHash and tokenize them in worker
+processes (`task_workers`), and write chunk files that the merge step (`lit_llm.data.merge`)
+deduplicates into the final shards.
 
 `prepare_dataset` runs it (once on one machine, or once per SLURM array task); it has no command of
 its own. The work folder of task i of n is OUTPUT/.work/task-IIIII-of-NNNNN/:
@@ -9,8 +9,13 @@ its own. The work folder of task i of n is OUTPUT/.work/task-IIIII-of-NNNNN/:
     sSSS/cCCCCC.bin        the chunk's documents that passed the filters, tokenized + eos (shard format)
     sSSS/cCCCCC.bands.npy  their MinHash LSH band keys (uint64, one row per document)
     sSSS/cCCCCC.pkl        written last, so it marks the chunk finished: one record per document
-                           (order key, exact hash, split hash, tokens, bytes), filter counters, timings
-    task.json              written when the task ends: read statistics and log, chunk counts, timings
+                           (order key, exact hash, split hash, tokens, bytes), filter and
+                           decontamination counters, timings
+    task.json              written when the task ends: read statistics and log, chunk counts, timings,
+                           the decontamination index's description
+
+The benchmark n-gram index (decontaminate.py) is built once per run in OUTPUT/.work before the
+workers start (a later task or re-run finds it there) and memory-mapped by every worker.
 
 A chunk is a run of consecutive documents of one source in this task worth `chunk_chars`
 characters. A re-run skips finished chunks (it reads their documents again but does not process
@@ -37,7 +42,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from lit_llm.data.filters import FilterPipeline
+from lit_llm.data.decontaminate import prepare_index
+from lit_llm.data.filters import FilterCounts, FilterPipeline
 from lit_llm.data.recipe import Recipe
 from lit_llm.data.shards import Shard, atomic_write_bytes, token_dtype, write_shard
 from lit_llm.data.task_input import TaskReader, TimedIterator
@@ -72,6 +78,7 @@ class _Chunk:
         src = recipe.sources[source]
         self.source, self.dtype, self.exact = source, dtype, recipe.dedup.exact
         self.pipe = FilterPipeline(recipe.filters, src.filter_set)
+        self.decontamination, self.samples = FilterCounts(), recipe.filters.samples_per_filter
         self.docs: list[np.ndarray] = []
         self.records: list[np.ndarray] = []
         self.bands: list[np.ndarray] = []
@@ -81,6 +88,8 @@ class _Chunk:
 
     def add(self, keys: np.ndarray, chars_in: int, res: dict) -> None:
         self.pipe.merge_state(res["filters"])
+        if res["decontamination"] is not None:
+            self.decontamination.merge(res["decontamination"], self.samples)
         self.seconds.update(res["seconds"])
         self.documents_in += len(keys)
         self.chars_in += chars_in
@@ -112,6 +121,7 @@ class _Chunk:
             "records": np.concatenate(self.records) if self.records else np.zeros(0, dtype=RECORD),
             "filter_set": self.pipe.filter_set,
             "filters": self.pipe.state,
+            "decontamination": self.decontamination,
             "documents_in": self.documents_in,
             "chars_in": self.chars_in,
             "exact_removed": self.exact_removed,
@@ -260,9 +270,10 @@ def run_task(
     tdir = task_dir(work, task_index, num_tasks)
     done = _start_task_folder(tdir)
     reader = TaskReader(recipe, task_index, num_tasks, strict)
+    index, index_info = prepare_index(recipe.decontaminate, work, progress)
     bar = _progress_bar(reader, progress)
     items = TimedIterator(reader.work_items(done, bar))
-    with bar, worker_pool(num_workers, WorkerSetup(tokenizer, recipe)) as submit:
+    with bar, worker_pool(num_workers, WorkerSetup(tokenizer, recipe, index)) as submit:
         limit = max(1, num_workers) * INFLIGHT_PER_WORKER
         pipe = _Pipeline(recipe, tdir, token_dtype(tokenizer.vocab_size), submit, limit)
         for item in items:
@@ -278,6 +289,7 @@ def run_task(
         "chunks_skipped": len(done),
         "sources": _source_summaries(reader, tdir),
         "log": [line for st in reader.stats for line in st.log],
+        "decontamination_index": index_info,
         "seconds": {
             "read": items.seconds,
             "wait_for_workers": pipe.wait,

@@ -15,8 +15,8 @@ task of a scale-out run. It reads the chunk files of all tasks (`chunks.RunChunk
    one huge file cut into blocks, has validation data);
 5. writes shards per (split, source) of about `shard_tokens` tokens, documents in global order
    (`merge_shards`);
-6. writes `rejected/`, `prepare.log` and `manifest.json` (`merge_report`), then removes `.work/`
-   (unless kept).
+6. writes `rejected/` (samples of what the filters and the decontamination removed), `prepare.log`
+   and `manifest.json` (`merge_report`), then removes `.work/` (unless kept).
 
 Memory: about 60 bytes per document (records and masks) plus `dedup`'s ~40 bytes per document
 while clustering; the token data is copied shard by shard through memory maps.
@@ -38,6 +38,7 @@ from lit_llm.data.filters import FilterPipeline
 from lit_llm.data.merge_report import (
     MergeOutcome,
     build_manifest,
+    decontamination_report,
     filter_pipelines,
     merge_reads,
     no_validation_error,
@@ -95,6 +96,7 @@ def merge_dataset(
     by_source, by_set = filter_pipelines(recipe, chunks)
     for fs, pipe in by_set.items():
         pipe.write_rejected_samples(output / REJECTED / fs)
+    decon = decontamination_report(recipe, chunks, output)
     reads = [merge_reads([t["sources"][s]["read"] for t in tasks]) for s in range(len(recipe.sources))]
     write_log(output, tasks, recipe)
     val, forced = _split_or_explain(recipe, chunks.records, keep, reads, by_source, output)
@@ -102,7 +104,7 @@ def merge_dataset(
     shards = write_shards(output, recipe, chunks, keep & ~val, val, state, progress)
     seconds["write_shards"] = time.perf_counter() - clock
     outcome = MergeOutcome(
-        recipe, state, tasks, chunks.records, keep, val, forced, dedup, reads, by_source, by_set
+        recipe, state, tasks, chunks.records, keep, val, forced, dedup, reads, by_source, by_set, decon
     )
     data = build_manifest(outcome, shards)
     data["stages"] = stage_seconds(chunks, tasks, seconds)

@@ -1,23 +1,30 @@
 """What a merge reports: manifest.json's content (`build_manifest`), prepare.log (`write_log`), the
-per-source and per-filter-set filter counters, and the errors that explain an empty result.
+per-source and per-filter-set filter and decontamination counters, and the errors that explain an
+empty result.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from lit_llm.data.chunks import RunChunks
-from lit_llm.data.filters import FilterPipeline, merge_stats
+from lit_llm.data.decontaminate import SAMPLES_FILE
+from lit_llm.data.filters import FilterCounts, FilterPipeline, merge_stats, write_samples
 from lit_llm.data.output_folder import LOG, REJECTED
 from lit_llm.data.recipe import FORMAT_VERSION, Recipe
 from lit_llm.data.shards import atomic_write_bytes
 from lit_llm.errors import UserError
 
-STAGES = ("filter", "hash", "minhash", "tokenize", "write")
+STAGES = ("filter", "decontaminate", "hash", "minhash", "tokenize", "write")
+DECONTAMINATION_RULE = (
+    "a document (block) is removed when it shares one word n-gram with a benchmark test item; words are "
+    "lowercased, ASCII punctuation deleted and split on whitespace (lm-eval's janitor); n-grams of mostly "
+    "numbers and single letters are not indexed; items shorter than n words are matched whole from 8 words"
+)
 
 
 @dataclass
@@ -45,6 +52,8 @@ class MergeOutcome:
     """Per source: filter counters summed over chunks."""
     by_set: dict[str, FilterPipeline]
     """Per filter set: filter counters and rejected samples."""
+    decontamination: list[FilterCounts] = field(default_factory=list)
+    """Per source: documents checked and removed by the decontamination (reasons: benchmark names)."""
 
 
 def build_manifest(run: MergeOutcome, shards: list[dict]) -> dict:
@@ -67,6 +76,7 @@ def build_manifest(run: MergeOutcome, shards: list[dict]) -> dict:
         "shards": shards,
         "filters": _filter_summary(run.by_source, run.by_set, recipe),
         "dedup": run.dedup,
+        "decontamination": _decontamination_section(run),
         "split": _split_section(run, sources),
         "recipe_sha256": state["recipe_sha256"],
         "config": state["recipe"],
@@ -93,6 +103,7 @@ def _source_entries(run: MergeOutcome) -> list[dict]:
                 "documents_read": run.reads[s].get("documents", 0),
                 **cut,
                 "documents_after_filters": run.by_source[s].stats()["documents_out"],
+                "decontaminated": run.decontamination[s].documents_removed if run.decontamination else 0,
                 "exact_duplicates_removed": run.dedup["by_source"][src.name]["exact"],
                 "near_duplicates_removed": run.dedup["by_source"][src.name]["near"],
                 **_counts(recs, run.keep & mine),
@@ -152,6 +163,63 @@ def _filter_summary(pipes: list[FilterPipeline], by_set: dict, recipe: Recipe) -
             src.name: {"filter_set": src.filter_set, **st} for src, st in zip(recipe.sources, stats)
         },
         "rejected_samples": f"{REJECTED}/<filter set>/<filter>.jsonl",
+    }
+
+
+def decontamination_report(recipe: Recipe, chunks: RunChunks, output: Path) -> list[FilterCounts]:
+    """The decontamination counters merged per source; writes the samples of what it removed (over all
+    sources) to rejected/decontamination.jsonl when it ran."""
+    k = recipe.filters.samples_per_filter
+    by_source, total = [FilterCounts() for _ in recipe.sources], FilterCounts()
+    for base, meta in zip(chunks.bases, chunks.metas):
+        if meta.get("decontamination") is not None:
+            by_source[int(base.parent.name[1:])].merge(meta["decontamination"], k)
+    for counts in by_source:
+        total.merge(counts, k)
+    if recipe.decontaminate.active:
+        write_samples(output / REJECTED / SAMPLES_FILE, "decontamination", total)
+    return by_source
+
+
+def _decontamination_section(run: MergeOutcome) -> dict:
+    """The manifest's `decontamination`: settings, what was indexed, what was removed per benchmark and source."""
+    plan = run.recipe.decontaminate
+    section = {
+        "enabled": plan.enabled,
+        "checked": plan.active,
+        "ngram": plan.ngram,
+        "data_dir": plan.data_dir,
+    }
+    section["not_found"] = plan.not_found
+    if not plan.active:
+        return section
+    total = FilterCounts()
+    for counts in run.decontamination:
+        total.merge(counts, 0)
+    info = run.tasks[0].get("decontamination_index") or {}
+    per = info.get("per_benchmark", {})
+    benchmarks = {
+        b.name: {"files": len(b.paths), "sha256": b.sha256, **per.get(b.name, {})} for b in plan.benchmarks
+    }
+    for name, entry in benchmarks.items():
+        entry["documents_removed"] = total.reasons.get(name, 0)
+    return {
+        **section,
+        "rule": DECONTAMINATION_RULE,
+        "benchmarks": benchmarks,
+        "index": {k: info.get(k) for k in ("ngrams", "whole", "bytes", "build_seconds")},
+        "documents_checked": total.documents_in,
+        "documents_removed": total.documents_removed,
+        "chars_removed": total.chars_removed,
+        "by_source": {
+            src.name: {
+                "documents_checked": c.documents_in,
+                "documents_removed": c.documents_removed,
+                "by_benchmark": dict(sorted(c.reasons.items())),
+            }
+            for src, c in zip(run.recipe.sources, run.decontamination)
+        },
+        "rejected_samples": f"{REJECTED}/{SAMPLES_FILE}",
     }
 
 

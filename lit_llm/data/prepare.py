@@ -12,16 +12,19 @@
     manifest = prepare_dataset(PrepareConfig(...), output="data/other")   # a config, fields replaced
 
 Stages (docs/data_pipeline.md): read (`sources`) -> cut very long documents into blocks -> quality
-filters (`filters`, each source's filter set) -> exact hash, split hash and MinHash band keys
-(`dedup`) -> tokenize + eos; all in worker processes, chunk by chunk, resumable (`chunks`) -> exact and
-near dedup across everything, train/val split, shards, manifest (`merge`). Every setting is a field of
-`PrepareConfig` (prepare_config.py); the output folder's layout and checks are in output_folder.py.
+filters (`filters`, each source's filter set) -> benchmark decontamination (`decontaminate`: MMLU,
+GSM8K and HumanEval test items in `lit-llm evaluate`'s data folder) -> exact hash, split hash and
+MinHash band keys (`dedup`) -> tokenize + eos; all in worker processes, chunk by chunk, resumable
+(`chunks`) -> exact and near dedup across everything, train/val split, shards, manifest (`merge`).
+Every setting is a field of `PrepareConfig` (prepare_config.py); the output folder's layout and
+checks are in output_folder.py.
 
 The output folder holds manifest.json, train/ and val/ shards, tokenizer/ (a copy of the tokenizer, so
-the folder is self-contained), rejected/ (samples of what each filter removed), prepare.log (skipped
-and malformed input as file:line: reason) and, while running, .work/ (chunk files; removed after
-the merge unless keep_parts). The recipe's sha256 and the tokenizer's are stored: a re-run with the
-same ones resumes or finds the work done, a run with other ones refuses to mix into the folder.
+the folder is self-contained), rejected/ (samples of what each filter and the decontamination
+removed), prepare.log (skipped and malformed input as file:line: reason) and, while running, .work/
+(chunk files and the benchmark n-gram index; removed after the merge unless keep_parts). The
+recipe's sha256 and the tokenizer's are stored: a re-run with the same ones resumes or finds the
+work done, a run with other ones refuses to mix into the folder.
 """
 
 from __future__ import annotations
@@ -77,6 +80,9 @@ def prepare_dataset(config: PrepareConfig | None = None, /, **options) -> dict:
     started = time.perf_counter()
     tok = load_tokenizer(cfg.tokenizer)
     recipe = build_recipe(cfg)
+    note = recipe.decontaminate.note()
+    if note:
+        print(note)
     num_tasks, task_index = task_from_env(cfg.num_tasks, cfg.task_index)
     if cfg.overwrite and num_tasks > 1:
         raise UserError(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from lit_llm.data.decontaminate import DecontaminateConfig, resolve_plan
 from lit_llm.data.dedup import DedupConfig
 from lit_llm.data.filters import FilterConfig
 from lit_llm.data.recipe import (
@@ -45,6 +46,9 @@ class PrepareConfig:
     """Quality filters, each with `enabled` and thresholds (e.g. --filters.c4.enabled false)."""
     dedup: DedupConfig | None = None
     """Exact and MinHash near-duplicate removal across all sources."""
+    decontaminate: DecontaminateConfig | None = None
+    """Benchmark decontamination (on by default when benchmark files are found): documents sharing a
+    word 13-gram with an MMLU, GSM8K or HumanEval test item are removed (e.g. --decontaminate.enabled false)."""
     split: SplitConfig | None = None
     """Train/validation split: val_fraction, seed, max_doc_chars (long documents become blocks)."""
     shard_tokens: int = 50_000_000
@@ -101,5 +105,6 @@ def build_recipe(cfg: PrepareConfig) -> Recipe:
         shard_tokens=cfg.shard_tokens,
         chunk_chars=cfg.chunk_chars,
         natural_weights=bool(inputs),
+        decontaminate=resolve_plan(cfg.decontaminate or DecontaminateConfig()),
         skipped_sources=skipped,
     )

@@ -7,6 +7,7 @@
     split: {val_fraction: 0.01, max_doc_chars: 50000}
     dedup: {exact: true, minhash: {bands: 14, rows: 8}}
     filters: {c4: {enabled: false}}
+    decontaminate: {extra_files: [my_eval.jsonl]}   # MMLU, GSM8K, HumanEval are checked by default
     shard_tokens: 50000000
 
 Each source is a `lit_llm.data.sources.Source`, with three recipe conveniences: path placeholders
@@ -25,6 +26,7 @@ import os
 import re
 from dataclasses import asdict, dataclass, field
 
+from lit_llm.data.decontaminate import DecontaminationPlan
 from lit_llm.data.dedup import DedupConfig
 from lit_llm.data.filters import FilterConfig
 from lit_llm.data.sources import Source, path_exists, to_source
@@ -69,6 +71,8 @@ class Recipe:
     shard_tokens: int = 50_000_000
     chunk_chars: int = 32_000_000
     natural_weights: bool = False  # weights = training-token shares (the `--input` case)
+    decontaminate: DecontaminationPlan = field(default_factory=DecontaminationPlan)
+    """Benchmark files found and their sha256 (off unless resolved): a change to them changes the hash."""
     skipped_sources: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:

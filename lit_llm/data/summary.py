@@ -48,6 +48,7 @@ def _sources(m: dict) -> list[str]:
             s.get("filters", "?"),
             _n(s.get("documents_read", 0)),
             _n(s.get("documents_after_filters", 0)),
+            _n(s.get("decontaminated", 0)),
             _n(s.get("exact_duplicates_removed", 0)),
             _n(s.get("near_duplicates_removed", 0)),
             _n(s.get("num_documents", 0)),
@@ -63,6 +64,7 @@ def _sources(m: dict) -> list[str]:
         "filters",
         "read",
         "filtered",
+        "decontam",
         "exact dup",
         "near dup",
         "kept",
@@ -130,6 +132,21 @@ def _dedup(m: dict) -> list[str]:
     return [line]
 
 
+def _decontamination(m: dict) -> list[str]:
+    d = m.get("decontamination")
+    if not d or not d.get("enabled"):
+        return ["decontamination: off"] if d else []
+    if not d.get("checked"):
+        return [f"decontamination: not checked (no benchmark files in {d.get('data_dir')})"]
+    per = ", ".join(f"{name} {b.get('documents_removed', 0)}" for name, b in d.get("benchmarks", {}).items())
+    missing = f"; not found: {', '.join(d['not_found'])}" if d.get("not_found") else ""
+    return [
+        f"decontamination: removed {d.get('documents_removed', 0)} of {_n(d.get('documents_checked', 0))} "
+        f"documents sharing a word {d.get('ngram')}-gram with a benchmark test item ({per}{missing}); "
+        f"index {_n(d.get('index', {}).get('ngrams') or 0)} n-grams; samples in {d.get('rejected_samples')}"
+    ]
+
+
 def _split(m: dict) -> list[str]:
     s = m.get("split", {})
     tr, va = s.get("train", {}), s.get("val", {})
@@ -178,6 +195,7 @@ def summarize(manifest: dict, folder: str | Path = "") -> str:
         *_sources(m),
         *_filters(m),
         *_dedup(m),
+        *_decontamination(m),
         *_split(m),
         *_stages(m),
     ]

@@ -1,5 +1,6 @@
-"""The worker processes of a `lit-llm data prepare` task: each filters, hashes, MinHashes and tokenizes
-batches of one source's documents (`Worker.run`) and sends back the results and its filter counters.
+"""The worker processes of a `lit-llm data prepare` task: each filters, decontaminates, hashes, MinHashes
+and tokenizes batches of one source's documents (`Worker.run`) and sends back the results and its
+filter and decontamination counters.
 
     with worker_pool(num_workers, WorkerSetup(tokenizer, recipe)) as submit:
         future = submit((filter_set, texts, ids))   # -> Worker.run(...) in a worker process
@@ -17,10 +18,12 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import xxhash
 
+from lit_llm.data.decontaminate import Decontaminator
 from lit_llm.data.dedup import MinHasher, exact_hash
 from lit_llm.data.filters import FilterPipeline
 from lit_llm.data.recipe import Recipe
@@ -33,10 +36,12 @@ class WorkerSetup:
 
     tokenizer: object  # lit_llm.tokenizer.Tokenizer
     recipe: Recipe
+    decontamination: Path | None = None
+    """The benchmark n-gram index folder (built once by the task, memory-mapped by every worker)."""
 
 
 class Worker:
-    """Filter, hash, MinHash and tokenize batches of one source's documents."""
+    """Filter, decontaminate, hash, MinHash and tokenize batches of one source's documents."""
 
     def __init__(self, setup: WorkerSetup):
         recipe = setup.recipe
@@ -48,13 +53,19 @@ class Worker:
         self.hasher = MinHasher(recipe.dedup.minhash) if recipe.dedup.minhash.enabled else None
         self.bands = recipe.dedup.minhash.bands if self.hasher else 0
         self.split_seed = recipe.split.seed
+        index = setup.decontamination
+        self.decontaminate = Decontaminator(index, recipe.filters) if index is not None else None
 
     def run(self, filter_set: str, texts: list[str], ids: list[str]) -> dict:
         """One batch: the indexes of the kept texts and, for those, tokens (eos after each), lengths,
-        hashes, band keys and bytes; plus the filter counters of the batch and CPU seconds per stage."""
+        hashes, band keys and bytes; plus the filter and decontamination counters of the batch and CPU
+        seconds per stage."""
         clock = [time.process_time()]
         pipe = self.pipelines[filter_set]
         out = pipe.filter_batch(texts, ids)
+        clock.append(time.process_time())
+        if self.decontaminate is not None:
+            out = self.decontaminate(out, ids)
         kept = [i for i, t in enumerate(out) if t is not None]
         texts = [out[i] for i in kept]
         clock.append(time.process_time())
@@ -72,7 +83,9 @@ class Worker:
         flat = np.fromiter(itertools.chain.from_iterable(encoded), dtype=self.dtype, count=int(lengths.sum()))
         tokens = np.insert(flat, np.cumsum(lengths), self.eos)  # eos after every document
         clock.append(time.process_time())
-        seconds = dict(zip(("filter", "hash", "minhash", "tokenize"), np.diff(clock).tolist()))
+        seconds = dict(
+            zip(("filter", "decontaminate", "hash", "minhash", "tokenize"), np.diff(clock).tolist())
+        )
         return {
             "kept": np.array(kept, dtype=np.int64),
             "tokens": tokens,
@@ -82,6 +95,7 @@ class Worker:
             "num_bytes": np.array([len(r) for r in raw], dtype=np.uint64),
             "bands": bands,
             "filters": pipe.pop_state(),
+            "decontamination": self.decontaminate.pop_counts() if self.decontaminate else None,
             "seconds": seconds,
             "chars": sum(map(len, texts)),
         }

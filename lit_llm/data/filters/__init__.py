@@ -22,6 +22,7 @@ from lit_llm.data.filters.pipeline import (
     FilterSet,
     FilterState,
     merge_stats,
+    write_samples,
 )
 
 __all__ = [
@@ -32,4 +33,5 @@ __all__ = [
     "FilterSet",
     "FilterState",
     "merge_stats",
+    "write_samples",
 ]

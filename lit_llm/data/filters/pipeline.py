@@ -103,6 +103,16 @@ class FilterCounts:
         self.samples = heapq.nsmallest(k, self.samples + other.samples, key=lambda s: (-s[0], s[1:]))
         heapq.heapify(self.samples)
 
+    def add_sample(self, key: int, reason: str, text: str, doc_id: str | None, k: int) -> None:
+        """Keep (reason, text, doc_id) while `key` is among the k smallest keys seen."""
+        if k <= 0:
+            return
+        item = (-key, reason, text, doc_id or "")
+        if len(self.samples) < k:
+            heapq.heappush(self.samples, item)
+        elif -key > self.samples[0][0]:
+            heapq.heapreplace(self.samples, item)
+
     def as_dict(self) -> dict:
         out = {k: getattr(self, k) for k in ("documents_in", "documents_removed", "chars_removed")}
         out.update(lines_removed=self.lines_removed, documents_modified=self.documents_modified)
@@ -181,11 +191,7 @@ class FilterPipeline:
         if k <= 0:
             return
         key = xxhash.xxh3_64_intdigest(text.encode("utf-8", "surrogatepass"), seed=self._seed)
-        item = (-key, reason, text[: self.cfg.sample_max_chars], doc_id or "")
-        if len(counts.samples) < k:
-            heapq.heappush(counts.samples, item)
-        elif -key > counts.samples[0][0]:
-            heapq.heapreplace(counts.samples, item)
+        counts.add_sample(key, reason, text[: self.cfg.sample_max_chars], doc_id, k)
 
     def pop_state(self) -> FilterState:
         """Return the counters and samples gathered so far and start new ones (for workers)."""
@@ -229,18 +235,20 @@ class FilterPipeline:
         """Write DIR/<filter>.jsonl (one {"filter", "reason", "id", "text"} per line, ordered by
         the sampling hash) for every filter; return the paths."""
         out_dir = Path(directory)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for name, counts in self.state.filters.items():
-            path = out_dir / f"{name}.jsonl"
-            tmp = path.with_suffix(".jsonl.tmp")
-            with open(tmp, "w", encoding="utf-8") as fh:
-                for _, reason, text, doc_id in sorted(counts.samples, key=lambda s: -s[0]):
-                    row = {"filter": name, "reason": reason, "id": doc_id or None, "text": text}
-                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-            tmp.replace(path)
-            paths.append(path)
-        return paths
+        return [write_samples(out_dir / f"{name}.jsonl", name, c) for name, c in self.state.filters.items()]
+
+
+def write_samples(path: Path, name: str, counts: FilterCounts) -> Path:
+    """Write PATH: one {"filter": NAME, "reason", "id", "text"} line per sample of `counts`, ordered by
+    the sampling hash (atomically: a temp file, then a rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".jsonl.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for _, reason, text, doc_id in sorted(counts.samples, key=lambda s: -s[0]):
+            row = {"filter": name, "reason": reason, "id": doc_id or None, "text": text}
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+    return path
 
 
 def merge_stats(*stats: dict) -> dict:

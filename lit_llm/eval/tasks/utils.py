@@ -17,13 +17,12 @@ from __future__ import annotations
 import csv
 import gzip
 import json
-import os
 import re
 from pathlib import Path
 
+from lit_llm.data.benchmark_files import MMLU_COLUMNS, data_root, gsm8k_files, humaneval_file, mmlu_files
 from lit_llm.errors import UserError
 
-DATA_ENV = "LIT_LLM_DATA"  # where benchmark files live when no data_dir is given
 HOW_TO_FIX = (
     "point to the files with `lit-llm evaluate --data_dir DIR` (or $LIT_LLM_DATA; BenchmarkEval(data_dir=...); "
     "lm-eval: --metadata '{\"data_dir\": DIR}'), or fetch them with `lit-llm evaluate --download true`"
@@ -48,20 +47,6 @@ _CATEGORIES = {
     "prehistory professional_law world_religions",
 }
 MMLU_SUBJECTS: dict[str, str] = {s: cat for cat, names in _CATEGORIES.items() for s in names.split()}
-MMLU_COLUMNS = ["question", "choice0", "choice1", "choice2", "choice3", "answer"]
-
-
-def default_data_dir() -> Path:
-    """$LIT_LLM_DATA, else the user cache: $XDG_CACHE_HOME/lit-llm/benchmarks (~/.cache/lit-llm/benchmarks)."""
-    if os.environ.get(DATA_ENV):
-        return Path(os.environ[DATA_ENV]).expanduser()
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
-    return cache / "lit-llm" / "benchmarks"
-
-
-def data_root(data_dir: str | Path | None) -> Path:
-    """The benchmark folder: `data_dir` when given, else `default_data_dir()`."""
-    return Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
 
 
 def require(path: Path, what: str) -> Path:
@@ -78,19 +63,6 @@ def _dataset(splits: dict[str, list[dict]]):
 
 
 # ---------------------------------------------------------------- files each task reads
-
-
-def mmlu_files(subject: str, data_dir: str | Path | None = None) -> dict[str, Path]:
-    root = data_root(data_dir) / "mmlu"
-    return {split: root / split / f"{subject}_{split}.csv" for split in ("dev", "test")}
-
-
-def gsm8k_files(data_dir: str | Path | None = None) -> dict[str, Path]:
-    return {split: data_root(data_dir) / "gsm8k" / f"{split}.jsonl" for split in ("train", "test")}
-
-
-def humaneval_file(data_dir: str | Path | None = None) -> Path:
-    return data_root(data_dir) / "humaneval" / "HumanEval.jsonl.gz"
 
 
 def text_file_path(data_dir: str | Path | None = None, text_file: str | Path | None = None) -> Path:
