@@ -12,7 +12,11 @@ the only reshaping is the vocabulary: GPT pads its embedding rows to a multiple 
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -158,7 +162,9 @@ def save_hf(
     eos_id: int | None = None,
     pad_id: int | None = None,
 ) -> Path:
-    """Write `gpt` as a Hugging Face folder (config.json + model.safetensors [+ tokenizer files])."""
+    """Write `gpt` as a Hugging Face folder: config.json, model.safetensors, generation_config.json
+    [+ the tokenizer files, `tokenizer_config.json` with `export_tokenizer_config`'s fields], every
+    file readable by others (mode 0666 less the umask, like any file the user writes)."""
     out_dir = Path(out_dir)
     extra = {
         k: v
@@ -166,11 +172,56 @@ def save_hf(
         if v is not None
     }
     llama = to_hf(gpt, **extra)
+    llama.generation_config = generation_config(eos_id, pad_id)
     out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time_ns()
     llama.save_pretrained(out_dir, safe_serialization=True)
     if tokenizer_dir is not None:
-        for name in TOKENIZER_FILES:
-            src = Path(tokenizer_dir) / name
-            if src.exists():
-                shutil.copy2(src, out_dir / name)
+        copy_tokenizer(tokenizer_dir, out_dir, gpt.config.max_seq_len)
+    make_readable(p for p in out_dir.iterdir() if p.is_file() and p.stat().st_mtime_ns >= started)
     return out_dir
+
+
+def generation_config(eos_id: int | None, pad_id: int | None):
+    """generation_config.json: the ids `generate` stops at and pads with (a base model: no sampling defaults)."""
+    from transformers import GenerationConfig
+
+    ids = {"bos_token_id": eos_id, "eos_token_id": eos_id, "pad_token_id": pad_id}
+    return GenerationConfig(**{k: v for k, v in ids.items() if v is not None})
+
+
+def export_tokenizer_config(config: dict, model_max_length: int) -> dict:
+    """tokenizer_config.json for an exported model: the tokenizer's own, plus what `transformers` needs to
+    use it for inference. `model_input_names`: no `token_type_ids` (Llama's forward rejects them, so
+    `model.generate(**tokenizer(text, return_tensors="pt"))` would fail); `model_max_length`: truncation
+    cuts at the model's context; `padding_side: left`: batched generation continues every row from its
+    last real token."""
+    return {
+        **config,
+        "model_input_names": ["input_ids", "attention_mask"],
+        "model_max_length": model_max_length,
+        "padding_side": "left",
+    }
+
+
+def copy_tokenizer(tokenizer_dir: str | Path, out_dir: Path, model_max_length: int) -> None:
+    """The tokenizer files of `tokenizer_dir` into `out_dir`, tokenizer_config.json completed for inference."""
+    src = Path(tokenizer_dir)
+    for name in TOKENIZER_FILES:
+        if (src / name).exists() and name != "tokenizer_config.json":
+            shutil.copyfile(src / name, out_dir / name)
+    config_file = src / "tokenizer_config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.exists() else {}
+    config = export_tokenizer_config(config, model_max_length)
+    text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
+    (out_dir / "tokenizer_config.json").write_text(text, encoding="utf-8")
+
+
+def make_readable(files: Iterable[str | Path]) -> None:
+    """Give each file the mode a new file of this user gets: 0666 less the umask (0644 under the usual
+    022). Some writers (transformers 5's safetensors, temporary files renamed into place) leave 0600,
+    which another user or a container cannot read."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for file in files:
+        Path(file).chmod(0o666 & ~umask)

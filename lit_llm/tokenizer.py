@@ -305,5 +305,7 @@ def _transformers_files(specials: list[str]) -> dict[str, dict]:
         "unk_token": None,
         "add_prefix_space": False,
         "clean_up_tokenization_spaces": False,  # keep decode lossless in transformers
+        # no token_type_ids: a causal LM's forward (and so `generate(**tokenizer(...))`) rejects them
+        "model_input_names": ["input_ids", "attention_mask"],
     }
     return {"tokenizer_config.json": config, "special_tokens_map.json": special_map}

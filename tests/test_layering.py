@@ -19,7 +19,14 @@ LAYERS = [
         "lit_llm.command_options",
     ],
     ["lit_llm.tokenizer"],
-    ["lit_llm.data", "lit_llm.checkpoint", "lit_llm.hf", "lit_llm.plot", "lit_llm.parallel"],
+    [
+        "lit_llm.data",
+        "lit_llm.checkpoint",
+        "lit_llm.hf",
+        "lit_llm.gguf_export",
+        "lit_llm.plot",
+        "lit_llm.parallel",
+    ],
     [
         "lit_llm.module",
         "lit_llm.data.datamodule",
@@ -28,7 +35,7 @@ LAYERS = [
         "lit_llm.strategy",
     ]
     + ["lit_llm.eval"]
-    + ["lit_llm.generate", "lit_llm.export"],
+    + ["lit_llm.generate", "lit_llm.export", "lit_llm.model_card"],
     ["lit_llm.callbacks"],
     ["lit_llm.lightning_cli"],
     ["lit_llm.cli", "lit_llm.demo", "lit_llm.plan", "lit_llm"],
