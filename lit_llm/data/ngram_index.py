@@ -82,11 +82,25 @@ class _Batch:
         return np.arange(len(self.hashes)) + length <= self.doc_end
 
 
-def item_ngrams(items: Iterable[str], n: int) -> tuple[np.ndarray, np.ndarray, dict]:
+def item_ngrams(items: list[str], n: int, batch_items: int = 1000) -> tuple[np.ndarray, np.ndarray, dict]:
     """(the hashes of every item's n-grams, the hashes of the items of SHORT_ITEM_MIN_WORDS..n-1 words
     taken whole), both holding enough content (`_content_mask`); and counts: items, matched whole,
-    too short, n-grams."""
-    batch = _Batch(list(items))
+    too short, n-grams. Items are hashed `batch_items` at a time (bounds the memory of their words)."""
+    long_parts, short_parts, counts = [], [], Counter()
+    for i in range(0, len(items), batch_items):
+        ngrams, whole, batch_counts = _batch_ngrams(items[i : i + batch_items], n)
+        long_parts.append(ngrams)
+        short_parts.append(whole)
+        counts.update(batch_counts)
+    ngrams, whole = _sorted_unique(long_parts), _sorted_unique(short_parts)
+    stats = {k: counts[k] for k in ("items", "items_matched_whole", "items_too_short")}
+    stats.update(ngrams=len(ngrams), low_content_ngrams_skipped=counts["dropped"])
+    return ngrams, whole, stats
+
+
+def _batch_ngrams(items: list[str], n: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """`item_ngrams` of one batch of items (hashes not yet unique; "dropped": low-content windows)."""
+    batch = _Batch(items)
     counts = np.diff(batch.ends, prepend=0)
     short_min = min(SHORT_ITEM_MIN_WORDS, n)
     short = (counts >= short_min) & (counts < n)
@@ -105,9 +119,8 @@ def item_ngrams(items: Iterable[str], n: int) -> tuple[np.ndarray, np.ndarray, d
         rich = keep & _content_mask(content, at, length)
         dropped += int((keep & ~rich).sum())
         (long_parts if length == n else short_parts).append(hashes[rich])
-    ngrams, whole = _sorted_unique(long_parts), _sorted_unique(short_parts)
-    stats.update(ngrams=len(ngrams), low_content_ngrams_skipped=dropped)
-    return ngrams, whole, stats
+    stats["dropped"] = dropped
+    return np.concatenate(long_parts), _sorted_unique(short_parts), stats
 
 
 def _sorted_unique(parts: list[np.ndarray]) -> np.ndarray:
