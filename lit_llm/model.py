@@ -19,6 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lit_llm.document_mask import attend, document_mask
+
 
 @dataclass
 class ModelConfig:
@@ -115,7 +117,7 @@ def rope_tables(head_size: int, max_seq_len: int, theta: float) -> tuple[torch.T
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate x (B, nh, T, hs) by the angles in cos/sin (T, hs)."""
+    """Rotate x (B, nh, T, hs) by the angles in cos/sin: (T, hs), or (B, 1, T, hs) per token."""
     half = x.shape[-1] // 2
     rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
     return (x * cos.to(x.dtype)) + (rotated * sin.to(x.dtype))
@@ -174,9 +176,8 @@ class CausalSelfAttention(nn.Module):
         self.v_proj = nn.Linear(config.d_model, config.n_kv_head * config.head_size, bias=False)
         self.o_proj = nn.Linear(config.n_head * config.head_size, config.d_model, bias=False)
 
-    def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos, sin, cache: KVCache | None, mask=None) -> torch.Tensor:
+        """x (B, T, d); mask: None (causal) or a `document_mask` (causal within each document)."""
         B, T, _ = x.shape
         # -1 heads: under tensor parallelism a rank holds n_head / K query and n_kv_head / K key/value heads
         q = self.q_proj(x).view(B, T, -1, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
@@ -185,15 +186,15 @@ class CausalSelfAttention(nn.Module):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:
             k, v = cache.append(self.layer, k, v)  # (B, n_kv, T_past + T, hs)
-        y = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=causal_mask(T, k.shape[2], x.device),
-            is_causal=k.shape[2] == T and T > 1,
-            dropout_p=self.dropout if self.training else 0.0,
-            enable_gqa=self.n_kv_head != self.n_head,
-        )  # (B, nh, T, hs)
+        dropout_p, gqa = (self.dropout if self.training else 0.0), self.n_kv_head != self.n_head
+        if mask is not None:  # document masking
+            y = attend(q, k, v, mask, dropout_p, gqa)  # (B, nh, T, hs)
+        else:
+            causal = causal_mask(T, k.shape[2], x.device)
+            is_causal = k.shape[2] == T and T > 1
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=causal, dropout_p=dropout_p, is_causal=is_causal, enable_gqa=gqa
+            )  # (B, nh, T, hs)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
 
 
@@ -229,10 +230,8 @@ class Block(nn.Module):
         self.mlp = SwiGLU(config)
         self.drop = nn.Dropout(config.dropout)
 
-    def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None = None
-    ) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.attn_norm(x), cos, sin, cache))
+    def forward(self, x: torch.Tensor, cos, sin, cache: KVCache | None = None, mask=None) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.attn_norm(x), cos, sin, cache, mask))
         return x + self.drop(self.mlp(self.mlp_norm(x)))
 
 
@@ -300,16 +299,23 @@ class GPT(nn.Module):
         rope = rope_tables(self.config.head_size, self.config.max_seq_len, self.config.rope_theta)
         self.rope_cos, self.rope_sin = (t.to(self.rope_cos.device) for t in rope)
 
-    def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        """Logits (B, T, vocab_size) for token ids idx (B, T); with a cache, idx are the next positions."""
+    def forward(self, idx: torch.Tensor, cache: KVCache | None = None, positions=None) -> torch.Tensor:
+        """Logits (B, T, vocab_size) for token ids idx (B, T); with a cache, idx are the next positions.
+        With positions (B, T) inside each token's document, RoPE restarts at and attention stays in each
+        document of the window (document masking, `document_mask.py`)."""
         B, T = idx.shape
         start = cache.pos if cache is not None else 0
         if start + T > self.config.max_seq_len:
             raise ValueError(f"sequence of {start + T} tokens exceeds max_seq_len={self.config.max_seq_len}")
-        cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]  # (T, hs)
+        cos, sin, mask = self.rope_cos[start : start + T], self.rope_sin[start : start + T], None  # (T, hs)
+        if positions is not None:
+            if cache is not None:
+                raise ValueError("positions (document masking) are for whole windows, not with a KV cache")
+            cos, sin = self.rope_cos[positions][:, None], self.rope_sin[positions][:, None]  # (B, 1, T, hs)
+            mask = document_mask(positions, self.config.dropout if self.training else 0.0)
         x = self.embed(idx)  # (B, T, d)
         for block in self.blocks:
-            x = block(x, cos, sin, cache)
+            x = block(x, cos, sin, cache, mask)
         if cache is not None:
             cache.pos += T
         logits = self.lm_head(self.norm(x))  # (B, T, padded_vocab)

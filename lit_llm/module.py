@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import random
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
@@ -27,6 +25,7 @@ from lit_llm.batch import (
     IGNORE_INDEX,
     INPUT_IDS,
     LABELS,
+    POSITION_IDS,
     TARGET_BYTES,
     bits_per_byte,
     data_parallel_rank_and_size,
@@ -43,6 +42,7 @@ from lit_llm.parallel import (
     materialize,
     shard_with_fsdp2,
 )
+from lit_llm.rng_state import capture_rng_state, restore_rng_state
 
 
 @dataclass(frozen=True)
@@ -245,8 +245,9 @@ class LitLLM(LightningModule):
             f"{resume_note(datamodule, groups, global_batch)}"
         )
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        return self.model(idx)
+    def forward(self, idx: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, T, V); positions (B, T): the batch's POSITION_IDS under document masking, else None."""
+        return self.model(idx, positions=positions)
 
     # ---- loss ------------------------------------------------------------------------
 
@@ -263,7 +264,7 @@ class LitLLM(LightningModule):
         return loss
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self.loss(self(batch[INPUT_IDS]), batch[LABELS])
+        loss = self.loss(self(batch[INPUT_IDS], batch.get(POSITION_IDS)), batch[LABELS])
         self.tokens_seen += batch[INPUT_IDS].numel() * data_parallel_rank_and_size(self.trainer)[1]
         self.log(
             "train/loss",
@@ -308,7 +309,8 @@ class LitLLM(LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         labels = batch[LABELS]
-        nll = self.loss(self(batch[INPUT_IDS]), labels, reduction="none").view_as(labels)
+        logits = self(batch[INPUT_IDS], batch.get(POSITION_IDS))
+        nll = self.loss(logits, labels, reduction="none").view_as(labels)
         valid = labels != IGNORE_INDEX
         self.val_nll.update(nll[valid].sum())
         self.val_tokens.update(valid.sum())
@@ -429,39 +431,3 @@ class LitLLM(LightningModule):
         # creates the DataLoader iterator, which draws from the torch RNG; the uninterrupted run
         # drew that number long before the checkpoint.
         self._pending_rng = extra.get("rng")
-
-
-def capture_rng_state() -> dict:
-    """python, numpy, torch CPU and CUDA generator states, as tensors and plain types (weights_only-safe)."""
-    version, internal, gauss = random.getstate()
-    np_state = np.random.get_state(legacy=False)
-    state = {
-        "python": {"version": version, "state": torch.tensor(internal, dtype=torch.int64), "gauss": gauss},
-        "numpy": {
-            "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
-            "pos": np_state["state"]["pos"],
-            "has_gauss": np_state["has_gauss"],
-            "gauss": np_state["gauss"],
-        },
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng_state(state: dict) -> None:
-    py = state["python"]
-    random.setstate((py["version"], tuple(int(x) for x in py["state"].tolist()), py["gauss"]))
-    npy = state["numpy"]
-    np.random.set_state(
-        {
-            "bit_generator": "MT19937",
-            "state": {"key": npy["key"].numpy().astype(np.uint32), "pos": npy["pos"]},
-            "has_gauss": npy["has_gauss"],
-            "gauss": npy["gauss"],
-        }
-    )
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])

@@ -66,9 +66,9 @@ def apply_tensor_parallel(model: GPT, device_mesh) -> bool:
     )
     block_plan = {
         "attn_norm": SequenceParallel(),
-        "attn": PrepareModuleInput(
-            input_layouts=(Shard(1), None, None, None),
-            desired_input_layouts=(Replicate(), None, None, None),
+        "attn": PrepareModuleInput(  # x; cos, sin, cache and the document mask pass as they are (whole sequence)
+            input_layouts=(Shard(1), None, None, None, None),
+            desired_input_layouts=(Replicate(), None, None, None, None),
         ),
         "attn.q_proj": ColwiseParallel(),
         "attn.k_proj": ColwiseParallel(),

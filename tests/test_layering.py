@@ -13,6 +13,8 @@ LAYERS = [
         "lit_llm.errors",
         "lit_llm.batch",
         "lit_llm.model",
+        "lit_llm.document_mask",
+        "lit_llm.rng_state",
         "lit_llm.spike_detector",
         "lit_llm.safe_pickle",
         "lit_llm.quiet",
