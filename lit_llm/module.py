@@ -275,7 +275,18 @@ class LitLLM(LightningModule):
             sync_dist=self.trainer.world_size > 1,
         )
         self.log("train/tokens", float(self.tokens_seen), on_step=True, on_epoch=False)
+        self.log_source_epochs()
         return loss
+
+    def log_source_epochs(self) -> None:
+        """epoch/<source>: the epochs of each training source covered so far (from a data module with
+        `source_epochs()`, like LitDataModule); on the progress bar too when there are at most three."""
+        source_epochs = getattr(self.trainer.datamodule, "source_epochs", None)
+        if not callable(source_epochs):
+            return
+        epochs = source_epochs()
+        for name, value in epochs.items():
+            self.log(f"epoch/{name}", float(value), prog_bar=len(epochs) <= 3, on_step=True, on_epoch=False)
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         self._grad_norm = None  # a rollback may restore a checkpoint of this very step: never reuse
