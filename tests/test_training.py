@@ -10,6 +10,7 @@ import torch
 import yaml
 
 from lit_llm.cli import main
+from lit_llm.data.datamodule import LitDataModule
 from lit_llm.module import LitLLM, ScheduleConfig, lr_factor
 from lit_llm.plot import read_metrics
 from tests.helpers import TINY, train_losses
@@ -61,7 +62,12 @@ def test_fit_logs_loss_and_validation_metrics(data, tmp_path):
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["global_step"] == 30 and ckpt["lit_llm"]["tokens_seen"] == 30 * 4 * 32
     datamodule_state = ckpt["LitDataModule"]
-    assert datamodule_state["position"] == 30 * 4
+    assert datamodule_state["position"] == 30 * 4 and datamodule_state["sampling"] == "epoch"
+    dm = LitDataModule(str(data), seq_len=32, batch_size=4)
+    dm.setup("validate")
+    (source,) = dm.source_names
+    logged = [float(r[f"epoch/{source}"]) for r in rows if r.get(f"epoch/{source}")]
+    assert logged[-1] == pytest.approx(dm.source_epochs(30 * 4)[source])  # the epochs covered so far
 
 
 def write_resume_config(path: Path, kill_step: int | None) -> Path:
