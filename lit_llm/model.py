@@ -1,8 +1,9 @@
 """The decoder-only transformer, in pure torch.
 
 Reads top to bottom: config, RMSNorm, rotary embeddings, attention (MHA / GQA / MQA),
-SwiGLU MLP, block, model, KV cache and generation. Parameter names and math follow
-`transformers`' Llama, so `lit_llm.hf` converts by renaming (see `hf.py`).
+SwiGLU MLP, block, model (with its chunked training loss), generation (the KV cache is in
+`kv_cache.py`). Parameter names and math follow `transformers`' Llama, so `lit_llm.hf` converts by
+renaming (see `hf.py`).
 
     from lit_llm.model import GPT, ModelConfig
     model = GPT(ModelConfig(vocab_size=1000, n_layer=2, n_head=4, d_model=64, max_seq_len=128))
@@ -19,7 +20,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lit_llm.chunked_loss import chunked_cross_entropy
 from lit_llm.document_mask import attend, document_mask
+from lit_llm.kv_cache import KVCache
 
 
 @dataclass
@@ -121,46 +124,6 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     half = x.shape[-1] // 2
     rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
     return (x * cos.to(x.dtype)) + (rotated * sin.to(x.dtype))
-
-
-class KVCache:
-    """Keys and values of past positions for incremental decoding.
-
-    Holds only the key/value heads per layer (GQA/MQA shrink it by n_head / n_kv_head; under tensor
-    parallelism a rank holds its own heads only): each layer's buffers are allocated at its first
-    `append`, shaped after the keys it is given. `GPT.forward(idx, cache=cache)` appends the new
-    positions and advances `pos`.
-    """
-
-    def __init__(
-        self,
-        config: ModelConfig,
-        batch_size: int,
-        max_len: int | None = None,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype = torch.float32,
-    ) -> None:
-        self.max_len = max_len or config.max_seq_len
-        if self.max_len > config.max_seq_len:
-            raise ValueError(f"KV cache length {self.max_len} exceeds max_seq_len={config.max_seq_len}")
-        self.batch_size, self.device, self.dtype = batch_size, device, dtype
-        self.keys: list[torch.Tensor | None] = [None] * config.n_layer  # (B, n_kv, T_max, hs) each
-        self.values: list[torch.Tensor | None] = [None] * config.n_layer
-        self.pos = 0
-
-    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store k, v (B, n_kv, T, hs) at the current position; return all keys/values so far."""
-        end = self.pos + k.shape[2]
-        if end > self.max_len:
-            raise ValueError(f"KV cache overflow: position {end} > cache length {self.max_len}")
-        if self.keys[layer] is None:
-            shape = (self.batch_size, k.shape[1], self.max_len, k.shape[3])
-            device = self.device or k.device
-            self.keys[layer] = torch.zeros(shape, device=device, dtype=self.dtype)
-            self.values[layer] = torch.zeros(shape, device=device, dtype=self.dtype)
-        self.keys[layer][:, :, self.pos : end] = k
-        self.values[layer][:, :, self.pos : end] = v
-        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
 
 
 class CausalSelfAttention(nn.Module):
@@ -299,10 +262,18 @@ class GPT(nn.Module):
         rope = rope_tables(self.config.head_size, self.config.max_seq_len, self.config.rope_theta)
         self.rope_cos, self.rope_sin = (t.to(self.rope_cos.device) for t in rope)
 
-    def forward(self, idx: torch.Tensor, cache: KVCache | None = None, positions=None) -> torch.Tensor:
+    def forward(
+        self,
+        idx: torch.Tensor,
+        cache: KVCache | None = None,
+        positions=None,
+        labels=None,
+        z_loss: float = 0.0,
+    ) -> torch.Tensor:
         """Logits (B, T, vocab_size) for token ids idx (B, T); with a cache, idx are the next positions.
         With positions (B, T) inside each token's document, RoPE restarts at and attention stays in each
-        document of the window (document masking, `document_mask.py`)."""
+        document of the window (document masking, `document_mask.py`). With labels (B, T): the mean
+        cross-entropy (+ z_loss) instead, computed chunk by chunk without the full logits (`chunked_loss.py`)."""
         B, T = idx.shape
         start = cache.pos if cache is not None else 0
         if start + T > self.config.max_seq_len:
@@ -318,8 +289,12 @@ class GPT(nn.Module):
             x = block(x, cos, sin, cache, mask)
         if cache is not None:
             cache.pos += T
-        logits = self.lm_head(self.norm(x))  # (B, T, padded_vocab)
-        return logits[..., : self.config.vocab_size]
+        x = self.norm(x)
+        if labels is not None:
+            return chunked_cross_entropy(
+                x.flatten(0, 1), self.lm_head.weight, labels.flatten(), self.config.vocab_size, z_loss
+            )
+        return self.lm_head(x)[..., : self.config.vocab_size]  # (B, T, vocab)
 
     # ---- sizes and FLOPs -------------------------------------------------------------
 

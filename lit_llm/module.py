@@ -11,8 +11,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
-from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -35,6 +33,7 @@ from lit_llm.batch import (
 from lit_llm.checkpoint import name_optimizer_state
 from lit_llm.errors import UserError
 from lit_llm.model import GPT, ModelConfig
+from lit_llm.optim import OptimizerConfig, ScheduleConfig, build_optimizer, lr_factor
 from lit_llm.parallel import (
     apply_activation_checkpointing,
     apply_tensor_parallel,
@@ -43,54 +42,6 @@ from lit_llm.parallel import (
     shard_with_fsdp2,
 )
 from lit_llm.rng_state import capture_rng_state, restore_rng_state
-
-
-@dataclass(frozen=True)
-class OptimizerConfig:
-    """AdamW settings; weight decay applies to matrices only (not norms, biases or embeddings)."""
-
-    lr: float = 3e-4
-    """Peak learning rate."""
-    weight_decay: float = 0.1
-    """Decoupled weight decay on 2-D weights other than the embedding."""
-    betas: tuple[float, float] = (0.9, 0.95)
-    """Adam betas."""
-    eps: float = 1e-8
-    """Adam epsilon."""
-    fused: bool | None = None
-    """Use the fused AdamW kernel (None: when all parameters are on CUDA; else foreach)."""
-
-
-@dataclass(frozen=True)
-class ScheduleConfig:
-    """Learning-rate schedule, computed from the Trainer's max_steps (never from estimated_stepping_batches)."""
-
-    kind: Literal["cosine", "wsd", "constant"] = "cosine"
-    """cosine: warmup then cosine to min_lr; wsd: warmup, stable, then linear decay over decay_fraction; constant."""
-    warmup_steps: int = 100
-    """Linear warmup from 0 over this many optimizer steps."""
-    min_lr_ratio: float = 0.1
-    """Final LR as a fraction of the peak."""
-    decay_fraction: float = 0.2
-    """wsd only: fraction of total steps spent in the final decay."""
-    total_steps: int | None = None
-    """Steps the schedule spans (default: trainer.max_steps)."""
-
-
-def lr_factor(step: int, total: int, cfg: ScheduleConfig) -> float:
-    """Multiplier of the peak LR at optimizer step `step` (0-based)."""
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    if cfg.kind == "constant":
-        return 1.0
-    if cfg.kind == "cosine":
-        progress = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
-        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-    decay_start = int(total * (1 - cfg.decay_fraction))
-    if step < decay_start:
-        return 1.0
-    progress = min(1.0, (step - decay_start) / max(1, total - decay_start))
-    return 1.0 - (1 - cfg.min_lr_ratio) * progress
 
 
 def total_gradient_norm(parameters) -> torch.Tensor:
@@ -252,7 +203,8 @@ class LitLLM(LightningModule):
     # ---- loss ------------------------------------------------------------------------
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean"):
-        """Cross-entropy over targets that are not IGNORE_INDEX (<|pad|>), plus the optional z-loss."""
+        """Cross-entropy of whole logits over targets that are not IGNORE_INDEX (<|pad|>), plus the optional
+        z-loss (validation; training computes the same loss chunked inside the model)."""
         logits = logits.float()
         loss = F.cross_entropy(
             logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX, reduction=reduction
@@ -264,7 +216,10 @@ class LitLLM(LightningModule):
         return loss
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self.loss(self(batch[INPUT_IDS], batch.get(POSITION_IDS)), batch[LABELS])
+        # The model returns the loss itself, chunk by chunk: the (B, T, V) logits never exist at once.
+        loss = self.model(
+            batch[INPUT_IDS], positions=batch.get(POSITION_IDS), labels=batch[LABELS], z_loss=self.z_loss
+        )
         self.tokens_seen += batch[INPUT_IDS].numel() * data_parallel_rank_and_size(self.trainer)[1]
         self.log(
             "train/loss",
@@ -351,33 +306,8 @@ class LitLLM(LightningModule):
 
     # ---- optimizer -------------------------------------------------------------------
 
-    def parameter_groups(self) -> list[dict]:
-        """Weight decay on 2-D weights except the embedding; none on norms, biases and embeddings."""
-        decay, no_decay, seen = [], [], set()
-        embedding = self.model.embed.weight
-        for param in self.model.parameters():
-            if not param.requires_grad or id(param) in seen:
-                continue
-            seen.add(id(param))
-            (decay if param.dim() >= 2 and param is not embedding else no_decay).append(param)
-        return [
-            {"params": decay, "weight_decay": self.optimizer_config.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
-
     def configure_optimizers(self):
-        cfg = self.optimizer_config
-        fused = cfg.fused
-        if fused is None:
-            fused = all(p.is_cuda for p in self.parameters())
-        optimizer = torch.optim.AdamW(
-            self.parameter_groups(),
-            lr=cfg.lr,
-            betas=tuple(cfg.betas),
-            eps=cfg.eps,
-            fused=fused or None,
-            foreach=None if fused else True,
-        )
+        optimizer = build_optimizer(self.model, self.optimizer_config)
         total = self.schedule_config.total_steps or self.trainer.max_steps
         if total is None or total < 1:
             raise UserError(

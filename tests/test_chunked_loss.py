@@ -41,3 +41,24 @@ def test_only_the_inputs_that_need_gradients_get_them():
     assert grad.shape == hidden.shape
     with torch.no_grad():
         assert chunked_cross_entropy(hidden, weight, torch.randint(0, 16, (10,)), 16).ndim == 0
+
+
+def test_the_models_training_loss_equals_the_loss_of_its_logits():
+    from lit_llm.model import GPT, ModelConfig
+
+    torch.manual_seed(0)
+    model = GPT(
+        ModelConfig(vocab_size=100, n_layer=2, n_head=2, d_model=32, max_seq_len=16, tie_embeddings=True)
+    )
+    idx, labels = torch.randint(0, 100, (3, 16)), torch.randint(0, 100, (3, 16))
+    labels[0, :5] = -100
+    logits = model(idx)
+    expected = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+    expected = (
+        expected + 1e-4 * torch.logsumexp(logits.flatten(0, 1)[labels.flatten() != -100], -1).pow(2).mean()
+    )
+    grads = torch.autograd.grad(expected, list(model.parameters()))
+    got = model(idx, labels=labels, z_loss=1e-4)
+    got_grads = torch.autograd.grad(got, list(model.parameters()))
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(got_grads, grads))  # the tied head included

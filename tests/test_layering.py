@@ -14,6 +14,9 @@ LAYERS = [
         "lit_llm.batch",
         "lit_llm.model",
         "lit_llm.document_mask",
+        "lit_llm.kv_cache",
+        "lit_llm.chunked_loss",
+        "lit_llm.muon",
         "lit_llm.rng_state",
         "lit_llm.spike_detector",
         "lit_llm.safe_pickle",
@@ -28,6 +31,7 @@ LAYERS = [
         "lit_llm.gguf_export",
         "lit_llm.plot",
         "lit_llm.parallel",
+        "lit_llm.optim",
     ],
     [
         "lit_llm.module",

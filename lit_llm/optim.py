@@ -1,0 +1,142 @@
+"""Optimizer and learning-rate schedule of `LitLLM`: configs, parameter groups, the optimizer itself.
+
+optimizer = build_optimizer(model, OptimizerConfig(kind="muon"))
+factor = lr_factor(step, total_steps, ScheduleConfig(kind="wsd"))
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from lit_llm.errors import UserError
+from lit_llm.model import GPT
+from lit_llm.muon import MuonAdamW
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """The optimizer: AdamW for every weight, or Muon for the blocks' matrices and AdamW for the rest.
+
+    AdamW's weight decay applies to matrices only (not norms, biases or embeddings).
+    """
+
+    kind: Literal["adamw", "muon"] = "adamw"
+    """adamw: AdamW everywhere. muon: Muon for the 2-D weights inside the blocks (attention and MLP
+    matrices, muon_* settings) and AdamW (lr, weight_decay, betas, eps) for the embedding, the norms and
+    the LM head. One LR schedule scales both. Muon needs whole matrices: one process or DDP."""
+    lr: float = 3e-4
+    """Peak learning rate of AdamW (with kind=muon: of the embedding, norms and LM head)."""
+    weight_decay: float = 0.1
+    """AdamW's decoupled weight decay on 2-D weights other than the embedding (with kind=muon: the LM head)."""
+    betas: tuple[float, float] = (0.9, 0.95)
+    """Adam betas."""
+    eps: float = 1e-8
+    """Adam epsilon."""
+    fused: bool | None = None
+    """Use the fused AdamW kernel (None: when all parameters are on CUDA; else foreach). AdamW only."""
+    muon_lr: float = 0.02
+    """Muon's peak learning rate (scaled by sqrt(max(1, rows / cols)) per matrix with muon_adjust_lr=original)."""
+    muon_weight_decay: float = 0.0
+    """Muon's decoupled weight decay on the blocks' matrices."""
+    muon_momentum: float = 0.95
+    """Muon's (Nesterov) momentum."""
+    muon_adjust_lr: Literal["original", "match_rms_adamw"] = "original"
+    """original: Keller Jordan's per-matrix scale sqrt(max(1, rows / cols)); match_rms_adamw: 0.2 sqrt(max(rows,
+    cols)), updates of AdamW's size (Moonshot), so AdamW's learning rate carries over to muon_lr."""
+    muon_ns_dtype: Literal["auto", "bfloat16", "float32"] = "auto"
+    """Precision of Muon's Newton-Schulz iterations; auto: bfloat16 on CUDA, float32 elsewhere (bfloat16
+    matmuls are ~15x slower than float32 on CPUs without bfloat16 units)."""
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """Learning-rate schedule, computed from the Trainer's max_steps (never from estimated_stepping_batches)."""
+
+    kind: Literal["cosine", "wsd", "constant"] = "cosine"
+    """cosine: warmup then cosine to min_lr; wsd: warmup, stable, then linear decay over decay_fraction; constant."""
+    warmup_steps: int = 100
+    """Linear warmup from 0 over this many optimizer steps."""
+    min_lr_ratio: float = 0.1
+    """Final LR as a fraction of the peak."""
+    decay_fraction: float = 0.2
+    """wsd only: fraction of total steps spent in the final decay."""
+    total_steps: int | None = None
+    """Steps the schedule spans (default: trainer.max_steps)."""
+
+
+def lr_factor(step: int, total: int, cfg: ScheduleConfig) -> float:
+    """Multiplier of the peak LR at optimizer step `step` (0-based)."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.kind == "constant":
+        return 1.0
+    if cfg.kind == "cosine":
+        progress = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    decay_start = int(total * (1 - cfg.decay_fraction))
+    if step < decay_start:
+        return 1.0
+    progress = min(1.0, (step - decay_start) / max(1, total - decay_start))
+    return 1.0 - (1 - cfg.min_lr_ratio) * progress
+
+
+def adamw_groups(model: GPT, params, weight_decay: float) -> list[dict]:
+    """Weight decay on 2-D weights except the embedding; none on norms, biases and embeddings."""
+    decay = [p for p in params if p.dim() >= 2 and p is not model.embed.weight]
+    no_decay = [p for p in params if not (p.dim() >= 2 and p is not model.embed.weight)]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def trainable_parameters(model: GPT) -> list[torch.nn.Parameter]:
+    """Each parameter that requires a gradient once (a tied LM head is the embedding)."""
+    seen, params = set(), []
+    for param in model.parameters():
+        if param.requires_grad and id(param) not in seen:
+            seen.add(id(param))
+            params.append(param)
+    return params
+
+
+def check_whole_matrices(params) -> None:
+    """Muon orthogonalizes each matrix: refuse shards (FSDP2, tensor parallel) with one line."""
+    if any(hasattr(p, "device_mesh") for p in params):
+        raise UserError(
+            "model.optimizer.kind=muon needs whole weight matrices, but under FSDP2 / tensor parallelism each "
+            "rank holds a shard (its orthogonalization would be another matrix's); use one process or DDP, "
+            "or model.optimizer.kind=adamw"
+        )
+
+
+def build_optimizer(model: GPT, cfg: OptimizerConfig) -> torch.optim.Optimizer:
+    """AdamW over every trainable weight, or MuonAdamW (Muon for the blocks' matrices, AdamW for the rest)."""
+    params = trainable_parameters(model)
+    on_cuda = all(p.is_cuda for p in params)
+    if cfg.kind == "adamw":
+        fused = on_cuda if cfg.fused is None else cfg.fused
+        return torch.optim.AdamW(
+            adamw_groups(model, params, cfg.weight_decay),
+            lr=cfg.lr,
+            betas=tuple(cfg.betas),
+            eps=cfg.eps,
+            fused=fused or None,
+            foreach=None if fused else True,
+        )
+    check_whole_matrices(params)
+    hidden = {id(p) for block in model.blocks for p in block.parameters() if p.dim() == 2}
+    muon = [p for p in params if id(p) in hidden]
+    ns_dtype = cfg.muon_ns_dtype if cfg.muon_ns_dtype != "auto" else ("bfloat16" if on_cuda else "float32")
+    muon_group = {
+        "params": muon,
+        "algorithm": "muon",
+        "lr": cfg.muon_lr,
+        "weight_decay": cfg.muon_weight_decay,
+        "momentum": cfg.muon_momentum,
+        "adjust_lr": cfg.muon_adjust_lr,
+        "ns_dtype": ns_dtype,
+    }
+    rest = adamw_groups(model, [p for p in params if id(p) not in hidden], cfg.weight_decay)
+    return MuonAdamW([muon_group, *rest], lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
