@@ -57,13 +57,20 @@ class FinalCheckpoint(Checkpoint):
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._step, self._position = trainer.global_step, getattr(trainer.datamodule, "position", None)
         params = sum(p.numel() for p in pl_module.parameters())
-        size = sum(p.numel() * p.element_size() for p in pl_module.parameters()) * 3
+        slots = {  # optimizer state per parameter: AdamW keeps 2 moments, Muon 1 momentum buffer
+            id(p): 1 if group.get("algorithm") == "muon" else 2
+            for optimizer in trainer.optimizers
+            for group in optimizer.param_groups
+            for p in group["params"]
+        }
+        size = sum(p.numel() * p.element_size() * (1 + slots.get(id(p), 2)) for p in pl_module.parameters())
+        kinds = "Muon momentum and AdamW moments" if 1 in slots.values() else "2 AdamW moments"
         folders = sorted(
             {str(c.dirpath) for c in trainer.checkpoint_callbacks if getattr(c, "dirpath", None)}
         )
         rank_zero_info(
-            f"checkpoints: about {size / 2**20:,.1f} MiB each ({params:,} parameters: weights + 2 AdamW "
-            f"moments) in {', '.join(folders)}"
+            f"checkpoints: about {size / 2**20:,.1f} MiB each ({params:,} parameters: weights + {kinds}) "
+            f"in {', '.join(folders)}"
         )
 
     def on_train_batch_end(
