@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_time_to_quality.py                 # the kit's recipe, 200 s
     .venv/bin/python bench/bench_time_to_quality.py --budget 200 --n_layer 4 --d_model 128
     .venv/bin/python bench/bench_time_to_quality.py --sampling epoch,random   # both samplers, side by side
+    .venv/bin/python bench/bench_time_to_quality.py --optimizer adamw,muon --seeds 1337,1338
 
 The clock starts when this script starts and covers: splitting the text (first 90% train, last
 10% validation, as nanoGPT splits it), training the BPE tokenizer on the training part,
@@ -63,10 +64,9 @@ def prepare(tmp: Path, vocab: int) -> Path:
     return tmp / "data"
 
 
-def step_seconds(args, vocab: int) -> float:
+def step_seconds(args, vocab: int, optimizer: str) -> float:
     """Seconds per optimizer step of this model on this machine, from a few timed steps."""
     import torch
-    import torch.nn.functional as F
 
     from lit_llm.model import GPT, ModelConfig
 
@@ -79,12 +79,14 @@ def step_seconds(args, vocab: int) -> float:
             max_seq_len=args.seq_len,
         )
     )
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=True)
+    from lit_llm.optim import OptimizerConfig, build_optimizer
+
+    opt = build_optimizer(model, OptimizerConfig(kind=optimizer))
     x = torch.randint(0, vocab, (args.batch, args.seq_len + 1))
     times = []
     for _ in range(6):
         t = time.perf_counter()
-        loss = F.cross_entropy(model(x[:, :-1]).flatten(0, 1), x[:, 1:].flatten())
+        loss = model(x[:, :-1], labels=x[:, 1:])  # the chunked training loss, as fit computes it
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -92,7 +94,9 @@ def step_seconds(args, vocab: int) -> float:
     return sorted(times[2:])[len(times[2:]) // 2] * 1.08  # fit adds logging, clipping and data
 
 
-def fit_command(args, data: Path, steps: int, run: Path, sampling: str) -> list[str]:
+def fit_command(
+    args, data: Path, steps: int, run: Path, sampling: str, optimizer: str, seed: int
+) -> list[str]:
     """The recipe's `lit-llm fit` command line (a fresh process) for `steps` optimizer steps."""
     return [
         sys.executable,
@@ -100,7 +104,13 @@ def fit_command(args, data: Path, steps: int, run: Path, sampling: str) -> list[
         "lit_llm.cli",
         "fit",
         "--seed_everything",
-        "1337",
+        str(seed),
+        "--model.optimizer.kind",
+        optimizer,
+        "--model.optimizer.muon_lr",
+        str(args.muon_lr),
+        "--model.schedule.kind",
+        args.schedule,
         "--model.arch.n_layer",
         str(args.n_layer),
         "--model.arch.n_head",
@@ -114,7 +124,7 @@ def fit_command(args, data: Path, steps: int, run: Path, sampling: str) -> list[
         "--model.optimizer.weight_decay",
         "0.1",
         "--model.schedule.warmup_steps",
-        str(min(100, steps // 10)),
+        str(min(args.warmup, steps // 10)),
         "--model.schedule.min_lr_ratio",
         "0.1",
         "--data.path",
@@ -162,6 +172,11 @@ def parse_args(argv=None):
     p.add_argument("--seq_len", type=int, default=128)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=4e-3)
+    p.add_argument("--muon_lr", type=float, default=0.02, help="Muon's learning rate (with --optimizer muon)")
+    p.add_argument("--schedule", default="cosine", help="LR schedule: cosine, wsd, constant")
+    p.add_argument("--warmup", type=int, default=100, help="warm-up steps (at most a tenth of the run)")
+    p.add_argument("--optimizer", default="adamw", help="optimizers to run, comma-separated (adamw, muon)")
+    p.add_argument("--seeds", default="1337", help="seeds to run, comma-separated (each a whole run)")
     p.add_argument(
         "--sampling",
         default="epoch",
@@ -173,16 +188,16 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def run_recipe(args, sampling: str) -> dict:
-    """The whole recipe on a fresh clock with one data sampler; its figures."""
+def run_recipe(args, sampling: str, optimizer: str, seed: int) -> dict:
+    """The whole recipe on a fresh clock with one data sampler, optimizer and seed; its figures."""
     STARTED[0] = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="bench-ttq-"))
     data = prepare(tmp, args.vocab)
     vocab = json.loads((data / "manifest.json").read_text())["vocab_size"]
     prepared_at = elapsed()
-    per_step = step_seconds(args, vocab)
+    per_step = step_seconds(args, vocab, optimizer)
     steps = max(10, int((args.budget - elapsed() - args.reserve) / per_step))
-    cmd = fit_command(args, data, steps, tmp / "run", sampling)
+    cmd = fit_command(args, data, steps, tmp / "run", sampling, optimizer, seed)
     proc = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(proc.stderr[-3000:])
@@ -194,6 +209,8 @@ def run_recipe(args, sampling: str) -> dict:
     loss = [float(r["val/loss"]) for r in rows if r.get("val/loss")]
     sampled = [line for line in proc.stderr.splitlines() if line.startswith("data: ")]
     return dict(
+        optimizer=optimizer,
+        seed=seed,
         sampling=sampling,
         vocab=vocab,
         steps=steps,
@@ -210,21 +227,28 @@ def main() -> None:
     args = parse_args()
     if not SHAKESPEARE.exists():
         raise SystemExit(f"{SHAKESPEARE} not found: this benchmark needs ../shared/data")
-    results = [run_recipe(args, sampling) for sampling in args.sampling.split(",")]
-    first = results[0]
+    results = [
+        run_recipe(args, sampling, optimizer, int(seed))
+        for sampling in args.sampling.split(",")
+        for optimizer in args.optimizer.split(",")
+        for seed in args.seeds.split(",")
+    ]
     print(
-        f"model {args.n_layer}x{args.d_model}, ctx {args.seq_len}, batch {args.batch}, "
-        f"BPE vocab {first['vocab']}, lr {args.lr}, budget {args.budget:.0f} s per sampler"
+        f"model {args.n_layer}x{args.d_model}, ctx {args.seq_len}, batch {args.batch}, BPE vocab "
+        f"{results[0]['vocab']}, lr {args.lr} (AdamW), muon_lr {args.muon_lr}, {args.schedule} schedule, "
+        f"warm-up {args.warmup}, budget {args.budget:.0f} s per run"
     )
     print(
-        f"{'sampler':<8} {'steps':>6} {'ms/step':>8} {'prepared':>9} {'total':>7} {'val loss':>9} {'val bpb':>8}"
+        f"{'sampler':<8} {'optim':<6} {'seed':>5} {'steps':>6} {'ms/step':>8} {'prepared':>9} {'total':>7} "
+        f"{'val loss':>9} {'val bpb':>8}"
     )
     for r in results:
         print(
-            f"{r['sampling']:<8} {r['steps']:>6} {r['per_step'] * 1e3:>8.0f} {r['prepared_at']:>8.1f}s "
-            f"{r['total']:>6.1f}s {r['loss']:>9.3f} {r['bpb']:>8.3f}"
+            f"{r['sampling']:<8} {r['optimizer']:<6} {r['seed']:>5} {r['steps']:>6} {r['per_step'] * 1e3:>8.0f} "
+            f"{r['prepared_at']:>8.1f}s {r['total']:>6.1f}s {r['loss']:>9.3f} {r['bpb']:>8.3f}"
         )
-        print(f"         {r['line']}")
+    for line in sorted({r["line"] for r in results}):
+        print(f"  {line}")
     print("validation is the whole held-out 10%; loss in nats/token, bpb in bits/byte")
     print("references here: nanoGPT char-level 2.72 bpb in 200 s; litgpt 0.5.13 BPE-1024 2.28 bpb in 207 s")
 
