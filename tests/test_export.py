@@ -182,21 +182,7 @@ def test_gguf_export_reads_back(run, tmp_path, file_type):
     fields, tensors = read_gguf(path)
     gpt, info = load_gpt(run)
     c, tok = gpt.config, load_tokenizer(info.tokenizer_path)
-    expected = {
-        "general.architecture": "llama",
-        "llama.context_length": c.max_seq_len,
-        "llama.embedding_length": c.d_model,
-        "llama.block_count": c.n_layer,
-        "llama.feed_forward_length": c.ffn_hidden,
-        "llama.attention.head_count": c.n_head,
-        "llama.attention.head_count_kv": c.n_kv_head,
-        "llama.vocab_size": c.vocab_size,
-        "tokenizer.ggml.model": "gpt2",
-        "tokenizer.ggml.pre": "gpt-2",
-        "tokenizer.ggml.eos_token_id": tok.eos_id,
-        "tokenizer.ggml.padding_token_id": tok.pad_id,
-        "tokenizer.ggml.add_bos_token": False,
-    }
+    expected = expected_metadata(c, tok)
     assert {k: fields[k] for k in expected} == expected
     assert fields["llama.rope.freq_base"] == c.rope_theta
     assert fields["llama.attention.layer_norm_rms_epsilon"] == pytest.approx(c.norm_eps)
@@ -220,6 +206,25 @@ def test_gguf_export_reads_back(run, tmp_path, file_type):
         q.tensor_type.name == file_type.upper()
         and tensors["blk.1.attn_norm.weight"].tensor_type.name == "F32"
     )
+
+
+def expected_metadata(c: ModelConfig, tok) -> dict:
+    """The GGUF keys llama.cpp reads for a llama model and a gpt2 vocabulary, and their values."""
+    return {
+        "general.architecture": "llama",
+        "llama.context_length": c.max_seq_len,
+        "llama.embedding_length": c.d_model,
+        "llama.block_count": c.n_layer,
+        "llama.feed_forward_length": c.ffn_hidden,
+        "llama.attention.head_count": c.n_head,
+        "llama.attention.head_count_kv": c.n_kv_head,
+        "llama.vocab_size": c.vocab_size,
+        "tokenizer.ggml.model": "gpt2",
+        "tokenizer.ggml.pre": "gpt-2",
+        "tokenizer.ggml.eos_token_id": tok.eos_id,
+        "tokenizer.ggml.padding_token_id": tok.pad_id,
+        "tokenizer.ggml.add_bos_token": False,
+    }
 
 
 LAYER_TENSORS = (
@@ -299,3 +304,30 @@ def test_push_to_hub_offline_is_one_line(run, tmp_path, monkeypatch, capsys):
         "lit-llm: error: cannot push to me/tiny: HF_HUB_OFFLINE is set (unset it to upload)"
     ]
     assert not (tmp_path / "hf").exists()  # refused before any export work
+
+
+def test_push_to_hub_without_network_is_one_line(run, tmp_path, monkeypatch, capsys):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens: connection refused
+    out = tmp_path / "m.gguf"
+    with pytest.raises(SystemExit) as exit:
+        main(
+            [
+                "export",
+                "--ckpt_path",
+                str(run),
+                "--out",
+                str(out),
+                "--format",
+                "gguf",
+                "--push_to_hub",
+                "me/t",
+            ]
+        )
+    err = capsys.readouterr().err.splitlines()
+    assert (
+        exit.value.code == 1 and len(err) == 1 and err[0].startswith("lit-llm: error: cannot push to me/t: ")
+    )
+    assert out.exists()  # the export itself is done
