@@ -13,6 +13,7 @@ import stat
 import sys
 from pathlib import Path
 
+import gguf  # the dev extra installs it (the export extra's package)
 import numpy as np
 import pytest
 import torch
@@ -24,8 +25,6 @@ from lit_llm.hf import to_hf
 from lit_llm.model import GPT, ModelConfig, apply_rope, rope_tables
 from lit_llm.tokenizer import load_tokenizer
 from tests.helpers import TINY
-
-gguf = pytest.importorskip("gguf")
 
 _rng = np.random.default_rng(5)
 _SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]
