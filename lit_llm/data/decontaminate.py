@@ -106,8 +106,9 @@ class DecontaminationPlan:
         if not self.benchmarks:
             return (
                 f"decontamination: no benchmark files {where} (mmlu/test, gsm8k/test.jsonl, "
-                "humaneval/HumanEval.jsonl.gz), so the data is not checked; `lit-llm evaluate --download "
-                "true` fetches them, --decontaminate.data_dir points elsewhere, --decontaminate.enabled false"
+                "humaneval/HumanEval.jsonl.gz), so the data is not checked against benchmarks (fetch them with "
+                "`lit-llm evaluate --download true`, or point --decontaminate.data_dir at them; "
+                "--decontaminate.enabled false turns the check and this line off)"
             )
         names = ", ".join(b.name for b in self.benchmarks)
         return f"decontamination: checking against {names}; not found {where}: {', '.join(self.not_found)}"
