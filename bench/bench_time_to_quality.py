@@ -176,6 +176,12 @@ def parse_args(argv=None):
     p.add_argument("--schedule", default="cosine", help="LR schedule: cosine, wsd, constant")
     p.add_argument("--warmup", type=int, default=100, help="warm-up steps (at most a tenth of the run)")
     p.add_argument("--optimizer", default="adamw", help="optimizers to run, comma-separated (adamw, muon)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="train exactly this many steps (default: as many as the budget fits)",
+    )
     p.add_argument("--seeds", default="1337", help="seeds to run, comma-separated (each a whole run)")
     p.add_argument(
         "--sampling",
@@ -196,7 +202,7 @@ def run_recipe(args, sampling: str, optimizer: str, seed: int) -> dict:
     vocab = json.loads((data / "manifest.json").read_text())["vocab_size"]
     prepared_at = elapsed()
     per_step = step_seconds(args, vocab, optimizer)
-    steps = max(10, int((args.budget - elapsed() - args.reserve) / per_step))
+    steps = args.steps or max(10, int((args.budget - elapsed() - args.reserve) / per_step))
     cmd = fit_command(args, data, steps, tmp / "run", sampling, optimizer, seed)
     proc = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
     if proc.returncode:

@@ -251,3 +251,19 @@ def test_document_mask_adds_positions_that_restart_after_eos(tmp_path):
     val = next(iter(dm.val_dataloader()))
     assert val["position_ids"].shape == val["input_ids"].shape
     assert "position_ids" not in loader_batches(LitDataModule(str(folder), seq_len=200, batch_size=8), 1)[0]
+
+
+def test_later_epochs_tile_the_source_from_another_shift_and_stay_inside_it(tmp_path):
+    folder = make_shard_folder(tmp_path / "one", docs_per_source=30)  # 3,600 tokens
+    dm = LitDataModule(str(folder), seq_len=8, batch_size=4)
+    dm.setup("fit")
+    windows, tokens = dm.source_windows[0], dm.train_sets[0].num_tokens
+    _, offsets = dm.train_windows(0).window_offsets(np.arange(6 * windows))
+    shifts = []
+    for epoch in range(6):
+        tiling = np.sort(offsets[epoch * windows : (epoch + 1) * windows])
+        shift = int(tiling[0])
+        assert np.array_equal(tiling, shift + 8 * np.arange(windows))  # one tiling, each window once
+        assert 0 <= shift < 8 and tiling[-1] + 9 <= tokens
+        shifts.append(shift)
+    assert shifts[0] == 0 and len(set(shifts[1:])) > 1  # epoch 0 from the start, later epochs elsewhere

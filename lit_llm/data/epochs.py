@@ -1,7 +1,8 @@
 """Epoch sampling: every window of every source once per epoch, in a keyed order, sources mixed by weight.
 
-A source of N training tokens holds `(N - 1) // seq_len` non-overlapping windows of seq_len + 1
-tokens (window w starts at token w * seq_len, so every token is a target exactly once per epoch).
+A source of N training tokens holds `(N - seq_len) // seq_len` (at least 1) non-overlapping windows
+of seq_len + 1 tokens (window w of an epoch starts at token w * seq_len + that epoch's shift, so every
+token of the tiling is a target exactly once per epoch, and every shift fits).
 Global sample index i maps to a window in three pure steps, with no index files and O(1) memory:
 
 1. Mixing. The stream is cut into blocks of MIX_BLOCK samples; every block gives source k exactly
@@ -11,6 +12,8 @@ Global sample index i maps to a window in three pure steps, with no index files 
 2. Epochs. The j-th sample of source k belongs to epoch j // windows[k], position j % windows[k].
 3. Order. The position is mapped through a keyed permutation of range(windows[k]), reshuffled each
    epoch (key = seed, source, epoch): within an epoch each window comes exactly once.
+4. Boundaries. Epoch 0 tiles a source from its first token; each later epoch starts its tiling at
+   a keyed shift in [0, seq_len) (`epoch_shift`), so a repeated epoch sees the text cut differently.
 
 The permutation is a Feistel network on the next even number of bits with cycle walking, so any
 domain size works and the cost per sample is a few dozen integer operations, flat in corpus size.
@@ -99,6 +102,14 @@ def epoch_windows(
     epoch, position = np.divmod(j, per_source)
     window = keyed_permutation(position, per_source, permutation_key(seed, source, epoch)).astype(np.int64)
     return source, window, epoch
+
+
+def epoch_shift(seed: int, source: np.ndarray, epoch: np.ndarray, choices: np.ndarray) -> np.ndarray:
+    """Where each epoch's tiling of a source starts: 0 in epoch 0, then a keyed shift in range(choices),
+    so later epochs cut the text at other boundaries instead of repeating the same windows."""
+    key = permutation_key(seed, source, epoch, 1 << 41)  # 1 << 41: apart from the other keys
+    uniform = (key >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    return np.where(np.asarray(epoch) == 0, 0, (uniform * np.asarray(choices)).astype(np.int64))
 
 
 def source_shares(weights: list[float]) -> np.ndarray:

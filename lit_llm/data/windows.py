@@ -21,14 +21,15 @@ from lit_llm.batch import (
     TARGET_BYTES,
     document_positions,
 )
-from lit_llm.data.epochs import epoch_windows
+from lit_llm.data.epochs import epoch_shift, epoch_windows
 from lit_llm.data.sampling import choose_windows, sample_index
 from lit_llm.data.shards import ShardSet
 
 
 def epoch_window_count(num_tokens: int, seq_len: int) -> int:
-    """Non-overlapping windows of seq_len + 1 tokens (neighbours share one token) in num_tokens tokens."""
-    return (num_tokens - 1) // seq_len
+    """Non-overlapping windows of seq_len + 1 tokens (neighbours share one token) per epoch of a source of
+    num_tokens tokens: one window's length is kept free, so the tiling can start at any shift < seq_len."""
+    return max(1, (num_tokens - seq_len) // seq_len)
 
 
 class TrainWindows(IterableDataset):
@@ -59,9 +60,11 @@ class TrainWindows(IterableDataset):
         """(source id, first token) of the window of each global sample index."""
         if self.sampling == "random":
             return choose_windows(self.seed, indices, self.source_tokens, self.weights, self.seq_len + 1)
-        windows = [epoch_window_count(n, self.seq_len) for n in self.source_tokens]
-        source, window, _ = epoch_windows(self.seed, indices, windows, self.weights)
-        return source, window * self.seq_len
+        windows = np.asarray([epoch_window_count(n, self.seq_len) for n in self.source_tokens])
+        source, window, epoch = epoch_windows(self.seed, indices, windows.tolist(), self.weights)
+        free = np.asarray(self.source_tokens)[source] - windows[source] * self.seq_len  # shifts that fit
+        shift = epoch_shift(self.seed, source, epoch, np.minimum(free, self.seq_len))
+        return source, window * self.seq_len + shift
 
     def batch_at(self, start: int) -> dict:
         """This rank's batch of the global batch that starts at stream position `start`.
