@@ -15,6 +15,8 @@ a fixed sequential pass over the held-out shards (the datasets are in `windows.p
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
@@ -84,7 +86,7 @@ class LitDataModule(LightningDataModule):
         val_tokens: int | None = 1_000_000,
         skip_ranges: list[tuple[int, int]] | None = None,
         verify_checksums: bool = True,
-        sampling: str = "epoch",
+        sampling: Literal["epoch", "random"] = "epoch",
         document_mask: bool = False,
     ) -> None:
         """
