@@ -44,8 +44,8 @@ def export_checkpoint(
             )
     out = Path(out)
     if format == "hf":
-        eos, pad = (tok.eos_id, tok.pad_id) if tok else (None, None)
-        save_hf(gpt, out, tokenizer_dir=folder, eos_id=eos, pad_id=pad)
+        eos, pad, bos = (tok.eos_id, tok.pad_id, tok.bos_id) if tok else (None, None, None)
+        save_hf(gpt, out, tokenizer_dir=folder, eos_id=eos, pad_id=pad, bos_id=bos)
         files = ["model.safetensors"]
     else:
         files = [_export_gguf(gpt, out, folder, gguf_type, tok)]

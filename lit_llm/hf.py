@@ -22,8 +22,12 @@ from pathlib import Path
 import torch
 
 from lit_llm.model import GPT, ModelConfig
+from lit_llm.tokenizer import HF_TOKENIZER_FILES as TOKENIZER_FILES
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+LLAMA_TYPES = (
+    "llama",
+    "mistral",
+)  # Hugging Face model types with GPT's architecture (Mistral: no sliding window)
 
 # GPT parameter name -> HF LlamaForCausalLM name; "{i}" is the layer index.
 _BLOCK_NAMES = {
@@ -74,25 +78,61 @@ def hf_config(config: ModelConfig, **extra):
         mlp_bias=False,
         attention_dropout=config.dropout,
         rope_theta=config.rope_theta,
+        rope_scaling=dict(config.rope_scaling) if config.rope_scaling else None,
         **extra,
     )
     hf.rope_theta = config.rope_theta  # newer transformers keep it in rope_parameters; older read this
     return hf
 
 
-def model_config_from_hf(hf) -> ModelConfig:
-    """The kit's ModelConfig for a `LlamaConfig`; refuses Llama features GPT does not have."""
-    if getattr(hf, "attention_bias", False) or getattr(hf, "mlp_bias", False):
-        raise ValueError("LlamaConfig with attention_bias/mlp_bias has no GPT equivalent (GPT has no biases)")
-    rope_scaling = getattr(hf, "rope_scaling", None)
-    if rope_scaling and rope_scaling.get("rope_type", rope_scaling.get("type", "default")) != "default":
-        raise ValueError(f"rope scaling {rope_scaling} is not supported by GPT")
+def check_architecture(hf) -> None:
+    """A one-line ValueError naming what a Hugging Face config has that GPT does not: another model type,
+    biases, an activation other than SiLU, sliding-window attention, a head size other than hidden / heads."""
+    model_type = getattr(hf, "model_type", "llama")
+    if model_type not in LLAMA_TYPES:
+        raise ValueError(
+            f"model_type {model_type!r} is not Llama's architecture (supported: {', '.join(LLAMA_TYPES)})"
+        )
+    biases = [k for k in ("attention_bias", "mlp_bias") if getattr(hf, k, False)]
+    if biases:
+        raise ValueError(f"{' and '.join(biases)}=true: GPT's projections have no biases")
+    act = getattr(hf, "hidden_act", "silu")
+    if act != "silu":
+        raise ValueError(f"hidden_act={act!r}: GPT's MLP is SwiGLU (silu)")
+    window = getattr(hf, "sliding_window", None)
+    if window is not None and window < hf.max_position_embeddings:
+        raise ValueError(
+            f"sliding_window={window} < max_position_embeddings={hf.max_position_embeddings}: GPT attends to "
+            "the whole context (sliding-window attention is not supported)"
+        )
     head_dim = getattr(hf, "head_dim", None) or hf.hidden_size // hf.num_attention_heads
     if head_dim * hf.num_attention_heads != hf.hidden_size:
         raise ValueError(f"head_dim={head_dim} * heads != hidden_size={hf.hidden_size}: not supported by GPT")
-    rope_theta = getattr(hf, "rope_theta", None)
-    if rope_theta is None:
-        rope_theta = (getattr(hf, "rope_parameters", None) or {}).get("rope_theta", 10000.0)
+
+
+def rope_from_hf(hf) -> tuple[float, dict | None]:
+    """(rope_theta, ModelConfig.rope_scaling) of a Hugging Face config: transformers 5 keeps both in
+    `rope_parameters`, 4.x in `rope_theta` and `rope_scaling` ("type" in older files)."""
+    params = dict(getattr(hf, "rope_parameters", None) or getattr(hf, "rope_scaling", None) or {})
+    theta = params.pop("rope_theta", None) or getattr(hf, "rope_theta", None) or 10000.0
+    kind = params.pop("rope_type", None) or params.pop("type", None) or "default"
+    params.pop("type", None)
+    if kind == "default":
+        return float(theta), None
+    if kind not in ("linear", "llama3"):
+        raise ValueError(
+            f"rope scaling type {kind!r} is not supported by GPT (supported: default, linear, llama3)"
+        )
+    if kind == "llama3":  # transformers falls back to max_position_embeddings too
+        params.setdefault("original_max_position_embeddings", hf.max_position_embeddings)
+    return float(theta), {"rope_type": kind, **params}
+
+
+def model_config_from_hf(hf) -> ModelConfig:
+    """The kit's ModelConfig for a Llama-architecture Hugging Face config (`LlamaConfig`, a `MistralConfig`
+    without sliding window); a one-line ValueError for what GPT does not have (`check_architecture`)."""
+    check_architecture(hf)
+    rope_theta, rope_scaling = rope_from_hf(hf)
     return ModelConfig(
         vocab_size=hf.vocab_size,
         n_layer=hf.num_hidden_layers,
@@ -101,7 +141,8 @@ def model_config_from_hf(hf) -> ModelConfig:
         d_model=hf.hidden_size,
         max_seq_len=hf.max_position_embeddings,
         ffn_hidden=hf.intermediate_size,
-        rope_theta=float(rope_theta),
+        rope_theta=rope_theta,
+        rope_scaling=rope_scaling,
         norm_eps=hf.rms_norm_eps,
         tie_embeddings=bool(hf.tie_word_embeddings),
         dropout=float(getattr(hf, "attention_dropout", 0.0) or 0.0),
@@ -161,18 +202,21 @@ def save_hf(
     tokenizer_dir: str | Path | None = None,
     eos_id: int | None = None,
     pad_id: int | None = None,
+    bos_id: int | None = None,
 ) -> Path:
     """Write `gpt` as a Hugging Face folder: config.json, model.safetensors, generation_config.json
     [+ the tokenizer files, `tokenizer_config.json` with `export_tokenizer_config`'s fields], every
-    file readable by others (mode 0666 less the umask, like any file the user writes)."""
+    file readable by others (mode 0666 less the umask, like any file the user writes). `bos_id`
+    defaults to `eos_id` (the kit's tokenizers have one end-of-text token)."""
     out_dir = Path(out_dir)
+    bos_id = eos_id if bos_id is None else bos_id
     extra = {
         k: v
-        for k, v in {"eos_token_id": eos_id, "bos_token_id": eos_id, "pad_token_id": pad_id}.items()
+        for k, v in {"eos_token_id": eos_id, "bos_token_id": bos_id, "pad_token_id": pad_id}.items()
         if v is not None
     }
     llama = to_hf(gpt, **extra)
-    llama.generation_config = generation_config(eos_id, pad_id)
+    llama.generation_config = generation_config(eos_id, pad_id, bos_id)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.time_ns()
     llama.save_pretrained(out_dir, safe_serialization=True)
@@ -182,11 +226,15 @@ def save_hf(
     return out_dir
 
 
-def generation_config(eos_id: int | None, pad_id: int | None):
+def generation_config(eos_id: int | None, pad_id: int | None, bos_id: int | None = None):
     """generation_config.json: the ids `generate` stops at and pads with (a base model: no sampling defaults)."""
     from transformers import GenerationConfig
 
-    ids = {"bos_token_id": eos_id, "eos_token_id": eos_id, "pad_token_id": pad_id}
+    ids = {
+        "bos_token_id": eos_id if bos_id is None else bos_id,
+        "eos_token_id": eos_id,
+        "pad_token_id": pad_id,
+    }
     return GenerationConfig(**{k: v for k, v in ids.items() if v is not None})
 
 

@@ -113,9 +113,21 @@ class LitLLMCLI(LightningCLI):
             raise UserError(one_line_parse_error(err, options)) from None
 
     def before_fit(self) -> None:
+        self._skip_init_weights("fit")
         if self.config.get("fit", {}).get("ckpt_path"):
             # Resuming into the run's own folder: ModelCheckpoint's "not empty" warning is expected.
             warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+
+    def before_validate(self) -> None:
+        self._skip_init_weights("validate")
+
+    def _skip_init_weights(self, subcommand: str) -> None:
+        """With `--ckpt_path` naming a checkpoint, `--model.init_from`'s weights would be replaced at once:
+        the module does not read them (its architecture still comes from the model's config.json)."""
+        config = self.config.get(subcommand, {})
+        root = config.get("trainer", {}).get("default_root_dir")
+        if getattr(self.model, "init_from", None) and _named_checkpoint(config.get("ckpt_path"), root):
+            self.model.init_from_weights = False
 
 
 def _named_checkpoint(ckpt_path: str | None, root: str | None) -> Path | None:

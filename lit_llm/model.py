@@ -47,6 +47,9 @@ class ModelConfig:
     """Rounding of the derived SwiGLU hidden size (Llama uses 256; 64 keeps tiny models tiny)."""
     rope_theta: float = 10000.0
     """Base of the rotary position embedding frequencies (Llama 2: 1e4, Llama 3: 5e5)."""
+    rope_scaling: dict | None = None
+    """RoPE frequency scaling, as in a Hugging Face config: None, {"rope_type": "linear", "factor": f} or Llama 3.1's
+    {"rope_type": "llama3", "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}."""
     norm_eps: float = 1e-5
     """Epsilon inside RMSNorm."""
     tie_embeddings: bool = False
@@ -84,6 +87,7 @@ class ModelConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        rope_frequencies(2, self.rope_theta, self.rope_scaling)  # refuses an unknown scaling
         if self.ffn_hidden is None:
             hidden = int(2 * 4 * self.d_model / 3)
             self.ffn_hidden = self.ffn_multiple_of * math.ceil(hidden / self.ffn_multiple_of)
@@ -111,9 +115,26 @@ class RMSNorm(nn.Module):
         return self.weight * x32.to(x.dtype)
 
 
-def rope_tables(head_size: int, max_seq_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin tables, each (max_seq_len, head_size), in Llama's half-rotation layout."""
+def rope_frequencies(head_size: int, theta: float, scaling: dict | None = None) -> torch.Tensor:
+    """RoPE's inverse frequencies (head_size/2,). `scaling` (ModelConfig.rope_scaling): "linear" divides all by
+    factor; "llama3" divides those whose wavelength exceeds the original context / low_freq_factor, keeps those
+    under context / high_freq_factor and blends in between (transformers' `_compute_llama3_parameters`)."""
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_size, 2, dtype=torch.int64).float() / head_size))
+    kind = (scaling or {}).get("rope_type", "default")
+    if kind not in ("default", "linear", "llama3"):
+        raise ValueError(f"rope_scaling type {kind!r} is not supported (default, linear, llama3)")
+    if kind != "llama3":
+        return inv_freq / (scaling or {}).get("factor", 1.0)
+    factor, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
+    context = scaling.get("original_max_position_embeddings", 8192)  # Llama 3's pre-training context
+    wavelen = 2 * math.pi / inv_freq
+    smooth = ((context / wavelen - low) / (high - low)).clamp(0.0, 1.0)  # 0: long wavelengths, 1: short
+    return (1 - smooth) * inv_freq / factor + smooth * inv_freq
+
+
+def rope_tables(head_size: int, max_seq_len: int, theta: float, scaling: dict | None = None) -> tuple:
+    """cos and sin tables, each (max_seq_len, head_size), in Llama's half-rotation layout."""
+    inv_freq = rope_frequencies(head_size, theta, scaling)
     freqs = torch.outer(torch.arange(max_seq_len, dtype=torch.float32), inv_freq)  # (T, hs/2)
     emb = torch.cat((freqs, freqs), dim=-1)  # (T, hs)
     return emb.cos(), emb.sin()
@@ -225,7 +246,7 @@ class GPT(nn.Module):
         self.norm = RMSNorm(config.d_model, config.norm_eps)
         self.lm_head = nn.Linear(config.d_model, config.padded_vocab_size, bias=False)
         self.tie_weights()
-        cos, sin = rope_tables(config.head_size, config.max_seq_len, config.rope_theta)
+        cos, sin = rope_tables(config.head_size, config.max_seq_len, config.rope_theta, config.rope_scaling)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
         self.reset_parameters()
@@ -259,7 +280,8 @@ class GPT(nn.Module):
         with torch.no_grad():
             zero_rows_from(self.embed.weight, self.config.vocab_size)
             zero_rows_from(self.lm_head.weight, self.config.vocab_size)
-        rope = rope_tables(self.config.head_size, self.config.max_seq_len, self.config.rope_theta)
+        cfg = self.config
+        rope = rope_tables(cfg.head_size, cfg.max_seq_len, cfg.rope_theta, cfg.rope_scaling)
         self.rope_cos, self.rope_sin = (t.to(self.rope_cos.device) for t in rope)
 
     def forward(

@@ -76,6 +76,7 @@ class LitLLM(LightningModule):
         activation_checkpointing: bool = False,
         fsdp_param_dtype: Literal["float32", "bfloat16", "float16"] | None = None,
         allow_tokenizer_change: bool = False,
+        init_from: str | None = None,
     ) -> None:
         """
         Args:
@@ -89,9 +90,22 @@ class LitLLM(LightningModule):
             fsdp_param_dtype: Under FSDP2 (ModelParallelStrategy): dtype parameters are gathered and computed in
                 (mixed precision policy; gradients are reduced in float32). None keeps the parameters' dtype.
             allow_tokenizer_change: Resume from a checkpoint trained on data of another tokenizer (same vocabulary
-                size); refused by default, since the token ids would mean other strings.
+                size), or start from init_from's weights on data of another tokenizer; refused by default, since
+                the token ids would mean other strings.
+            init_from: Continued pre-training: start from this Hugging Face model, a folder or a Hub id (owner/name,
+                fetched once into the Hugging Face cache). Its config.json is the architecture (leave arch unset),
+                its safetensors the weights; prepare the data with its tokenizer (lit-llm data prepare --tokenizer
+                the same folder or id). Llama architectures: Llama 2/3, Mistral without sliding window, SmolLM,
+                TinyLlama; others are refused in one line.
         """
         super().__init__()
+        self.init_from, self.hf_folder = init_from, None
+        # False: a checkpoint replaces the weights next (`lit-llm fit --ckpt_path`), so init_from's are not read
+        self.init_from_weights = True
+        if init_from is not None:
+            from lit_llm.hf_import import init_config
+
+            arch, self.hf_folder = init_config(init_from, arch, vocab_size)
         arch = arch or ModelConfig()
         if vocab_size is not None and vocab_size != arch.vocab_size:
             arch = dataclasses.replace(arch, vocab_size=vocab_size, ffn_hidden=arch.ffn_hidden)
@@ -142,12 +156,20 @@ class LitLLM(LightningModule):
         `configure_model` is torn down with `.cpu()`, which cannot copy a meta tensor)."""
         return super()._apply(lambda t: t if t.is_meta else fn(t), *args, **kwargs)
 
-    def materialize(self) -> None:
+    def materialize(self, from_checkpoint: bool = False) -> None:
         """Allocate and initialize the weights once: unsharded on the CPU with the eager values of the
-        seed of construction (Lightning moves them), sharded on this rank's device (`parallel.materialize`)."""
+        seed of construction (Lightning moves them), sharded on this rank's device (`parallel.materialize`);
+        with init_from, read from its safetensors instead (each rank its shards: `hf_import.load_weights`)
+        unless a checkpoint replaces them next."""
         if not is_on_meta(self.model):
             return
-        if self.device_mesh is None:
+        if self.hf_folder is not None and self.init_from_weights and not from_checkpoint:
+            from lit_llm.hf_import import load_weights
+
+            device = torch.device("cpu") if self.device_mesh is None else self.trainer.strategy.root_device
+            load_weights(self.model, self.hf_folder, device)
+            rank_zero_info(f"weights from {self.init_from} ({self.hf_folder})")
+        elif self.device_mesh is None:
             materialize(self.model, self._init_rng, torch.device("cpu"))
         else:
             materialize(self.model, self._init_rng, self.trainer.strategy.root_device, sharded=True)
@@ -165,6 +187,10 @@ class LitLLM(LightningModule):
                 f"{datamodule.path}: data vocabulary {data_vocab} != model vocab_size "
                 f"{self.model_config.vocab_size} (made with another tokenizer?)"
             )
+        if self.hf_folder is not None:
+            from lit_llm.hf_import import check_data_tokenizer
+
+            check_data_tokenizer(self.hf_folder, datamodule, self.allow_tokenizer_change)
         self.seq_len = seq_len or self.model_config.max_seq_len
         batch = getattr(datamodule, "batch_size", 1)
         self.flops_per_batch = self.model.flops_per_token(self.seq_len) * batch * self.seq_len
@@ -356,9 +382,12 @@ class LitLLM(LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self.materialize()  # `LitLLM.load_from_checkpoint` loads right after construction
+        self.materialize(from_checkpoint=True)  # `LitLLM.load_from_checkpoint` loads right after construction
         extra = checkpoint.get("lit_llm", {})
         saved = extra.get("model_config")
+        if saved is not None:  # fields added since the checkpoint was written have their defaults there
+            defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
+            saved = {**{k: defaults[k] for k in defaults.keys() - saved.keys()}, **saved}
         if saved is not None and saved != dataclasses.asdict(self.model_config):
             diff = {
                 k: (v, getattr(self.model_config, k))

@@ -23,6 +23,13 @@ Design:
 - Output: tokenizer.json, tokenizer_config.json, special_tokens_map.json and report.json,
   written to a temporary folder and renamed into place. The same texts and options give a
   byte-identical tokenizer.json.
+- Stock tokenizers (a Hugging Face model's folder: tokenizer.json + tokenizer_config.json, as
+  `save_pretrained` writes them; Llama 2/3, Mistral, SmolLM, TinyLlama) load too, by this rule:
+  the document separator (`eos_id`) is the config's `eos_token`, else `<|endoftext|>`, else the
+  `bos_token`; padding (`pad_id`) is the config's `pad_token` unless it is missing or the
+  separator itself, else `<|pad|>`, else none. Training windows are packed and never padded, so
+  no pad token is needed; a pad that equals the separator would hide every document end from
+  the loss, so it is dropped.
 """
 
 from __future__ import annotations
@@ -51,6 +58,9 @@ PATTERNS = {
     ),
 }
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "report.json")
+# Files of a Hugging Face model's tokenizer that travel with it (data folders, exports); weights never do.
+HF_TOKENIZER_FILES = (*TOKENIZER_FILES[:3], "tokenizer.model", "added_tokens.json", "chat_template.jinja")
+_BYTE_TOKEN = re.compile(r"^<0x[0-9A-Fa-f]{2}>$")  # SentencePiece byte fallback
 _SPECIAL_RULE = re.compile(r"^[<\[]\S+[>\]]$")
 
 
@@ -80,11 +90,12 @@ class Tokenizer:
             )
         except (OSError, UnicodeDecodeError, ValueError) as err:
             raise UserError(f"{file}: cannot read ({err})") from err
-        self._setup(
-            folder, text, _token_str(config.get("eos_token"), EOS), _token_str(config.get("pad_token"), PAD)
-        )
+        names = tuple(_token_str(config.get(f"{k}_token")) for k in ("eos", "pad", "bos"))
+        self._setup(folder, text, *names)
 
-    def _setup(self, folder: Path, text: str, eos: str, pad: str) -> None:
+    def _setup(self, folder: Path, text: str, eos: str | None, pad: str | None, bos: str | None) -> None:
+        """`eos`, `pad`, `bos`: the names tokenizer_config.json gives (None: not given); the module docstring's
+        rule picks the separator and the padding token from them."""
         self.path = folder
         self._json = text
         self.sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -94,11 +105,24 @@ class Tokenizer:
         except Exception as err:  # tokenizers raises a bare Exception on a bad file
             raise UserError(f"{folder / 'tokenizer.json'}: not a valid tokenizer ({err})") from err
         self._plain.encode_special_tokens = True  # literals are plain text
-        self.eos_token, self.pad_token = eos, pad
-        self.eos_id = self._special.token_to_id(eos)
-        self.pad_id = self._special.token_to_id(pad)
-        if self.eos_id is None or self.pad_id is None:
-            raise UserError(f"{folder}: tokenizer has no {eos if self.eos_id is None else pad} token")
+        self._names = (eos, pad, bos)
+        known = [t for t in (eos, EOS, bos) if t is not None and self._special.token_to_id(t) is not None]
+        if not known:
+            raise UserError(
+                f"{folder}: tokenizer has no token to end documents with (no eos_token in "
+                f"tokenizer_config.json, no {EOS}, no bos_token)"
+            )
+        self.eos_token = known[0]
+        pads = [
+            t
+            for t in (pad, PAD)
+            if t not in (None, self.eos_token) and self._special.token_to_id(t) is not None
+        ]
+        self.pad_token = pads[0] if pads else None
+        self.bos_token = bos if bos is not None and self._special.token_to_id(bos) is not None else None
+        self.eos_id = self._special.token_to_id(self.eos_token)
+        self.pad_id = None if self.pad_token is None else self._special.token_to_id(self.pad_token)
+        self.bos_id = None if self.bos_token is None else self._special.token_to_id(self.bos_token)
         self._batch = getattr(self._plain, "encode_batch_fast", self._plain.encode_batch)
         self._batch_special = getattr(self._special, "encode_batch_fast", self._special.encode_batch)
 
@@ -132,12 +156,22 @@ class Tokenizer:
     def token_byte_lengths(self) -> list[int]:
         """UTF-8 bytes each id decodes to; 0 for special tokens (for bits-per-byte metrics).
 
-        In a byte-level BPE each character of a token's string stands for exactly one byte.
+        In a byte-level BPE each character of a token's string stands for exactly one byte. In a
+        SentencePiece-style vocabulary (Llama 2, Mistral) a token is text with "▁" for a space, or a
+        byte-fallback token <0xNN> of one byte.
         """
         lengths = [0] * self.vocab_size
         special = set(self.special_tokens)
+        byte_level = isinstance(self._plain.decoder, decoders.ByteLevel)
         for token, i in self._plain.get_vocab(with_added_tokens=True).items():
-            lengths[i] = 0 if token in special else len(token)
+            if token in special:
+                lengths[i] = 0
+            elif byte_level:
+                lengths[i] = len(token)
+            else:
+                lengths[i] = (
+                    1 if _BYTE_TOKEN.match(token) else len(token.replace("\u2581", " ").encode("utf-8"))
+                )
         return lengths
 
     def token_to_id(self, token: str) -> int | None:
@@ -147,17 +181,19 @@ class Tokenizer:
         return self._special.id_to_token(i)
 
     def __getstate__(self) -> dict:  # tokenizers' own pickling drops `encode_special_tokens`
-        return {"path": str(self.path), "json": self._json, "eos": self.eos_token, "pad": self.pad_token}
+        return {"path": str(self.path), "json": self._json, "names": self._names}
 
     def __setstate__(self, state: dict) -> None:
-        self._setup(Path(state["path"]), state["json"], state["eos"], state["pad"])
+        self._setup(Path(state["path"]), state["json"], *state["names"])
 
     def __repr__(self) -> str:
         return f"Tokenizer({str(self.path)!r}, vocab_size={self.vocab_size}, eos_id={self.eos_id}, pad_id={self.pad_id})"
 
 
 def load_tokenizer(folder: str | os.PathLike) -> Tokenizer:
-    """Load a tokenizer folder written by `save_tokenizer`; a `UserError` if it is missing or broken."""
+    """Load a tokenizer folder written by `save_tokenizer`, or a Hugging Face model's (tokenizer.json and
+    tokenizer_config.json; the module docstring's rule for its separator and padding); a `UserError` if it
+    is missing or broken."""
     return Tokenizer(folder)
 
 
@@ -165,10 +201,10 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def _token_str(value, default: str) -> str:
+def _token_str(value) -> str | None:
     if isinstance(value, dict):  # transformers may save {"content": ..., "lstrip": ...}
         value = value.get("content")
-    return value if isinstance(value, str) and value else default
+    return value if isinstance(value, str) and value else None
 
 
 # ---------------------------------------------------------------- building and training

@@ -28,6 +28,7 @@ LAYERS = [
         "lit_llm.data",
         "lit_llm.checkpoint",
         "lit_llm.hf",
+        "lit_llm.hf_import",
         "lit_llm.gguf_export",
         "lit_llm.plot",
         "lit_llm.parallel",

@@ -20,6 +20,7 @@ from pathlib import Path
 from lit_llm.data.recipe import Recipe, describe_change
 from lit_llm.data.shards import MANIFEST_NAME, Shard, atomic_write_bytes, token_dtype
 from lit_llm.errors import UserError
+from lit_llm.tokenizer import HF_TOKENIZER_FILES, TOKENIZER_FILES
 
 WORK = ".work"  # chunk files and run state; removed after the merge unless keep_parts
 STATE = "state.json"  # in WORK: the recipe's and tokenizer's sha256 and description, the token dtype
@@ -32,12 +33,17 @@ LOCK_PREFIX = ".lock-"
 
 
 def _tokenizer_info(tok) -> dict:
+    """The manifest's tokenizer entry: `eos_id` ends every document, `pad_id` (null: none; windows are packed,
+    never padded) is masked out of the loss; `lit_llm.tokenizer` says how a stock tokenizer's are chosen."""
     return {
         "path": "tokenizer",
         "source_path": str(Path(tok.path).resolve()),
         "sha256": tok.sha256,
         "eos_id": tok.eos_id,
         "pad_id": tok.pad_id,
+        "bos_id": tok.bos_id,
+        "eos_token": tok.eos_token,
+        "pad_token": tok.pad_token,
         "vocab_size": tok.vocab_size,
     }
 
@@ -144,7 +150,7 @@ def _write_state(out: Path, recipe: Recipe, tok, sha: str) -> None:
     atomic_write_bytes(work / RECIPE, lambda f: pickle.dump(recipe, f))
     copy = out / "tokenizer"
     copy.mkdir(exist_ok=True)
-    for file in sorted(Path(tok.path).iterdir()):
-        if file.is_file():
+    for file in sorted(Path(tok.path).iterdir()):  # a model's folder may be the tokenizer: not its weights
+        if file.is_file() and file.name in (*TOKENIZER_FILES, *HF_TOKENIZER_FILES):
             data = file.read_bytes()
             atomic_write_bytes(copy / file.name, lambda f, data=data: f.write(data))

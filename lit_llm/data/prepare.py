@@ -69,6 +69,18 @@ def task_from_env(num_tasks: int | None, task_index: int | None) -> tuple[int, i
     return num_tasks, task_index
 
 
+def tokenizer_folder(name: str) -> Path:
+    """`--tokenizer`: a folder, or a Hugging Face Hub model id (owner/name) whose tokenizer files are fetched
+    into the Hugging Face cache (`lit_llm.hf_import.resolve_model`; a cached copy is used offline)."""
+    path = Path(name)
+    if path.exists() or path.is_absolute() or name.count("/") != 1:
+        return path  # load_tokenizer says what is wrong with a missing folder
+    from lit_llm.hf_import import resolve_model
+    from lit_llm.tokenizer import HF_TOKENIZER_FILES
+
+    return resolve_model(name, files=HF_TOKENIZER_FILES)
+
+
 def prepare_dataset(config: PrepareConfig | None = None, /, **options) -> dict:
     """Prepare a shard folder; return its manifest (for task i of n > 1, that task's summary).
 
@@ -78,7 +90,7 @@ def prepare_dataset(config: PrepareConfig | None = None, /, **options) -> dict:
     if cfg.tokenizer is None or cfg.output is None:
         raise UserError("--tokenizer DIR and --output DIR are required")
     started = time.perf_counter()
-    tok = load_tokenizer(cfg.tokenizer)
+    tok = load_tokenizer(tokenizer_folder(cfg.tokenizer))
     recipe = build_recipe(cfg)
     note = recipe.decontaminate.note()
     if note:

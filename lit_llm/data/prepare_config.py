@@ -34,7 +34,9 @@ class PrepareConfig:
     """Files, directories or globs, one source each ("KIND:PATH" picks the reader, e.g.
     "code:src/"); mixture weights follow their token counts. Or use a recipe's `sources`."""
     tokenizer: str | None = None
-    """Tokenizer folder (`lit-llm tokenizer train`); copied into the output folder."""
+    """Tokenizer folder (`lit-llm tokenizer train`), or a Hugging Face model's folder or Hub id (owner/name:
+    its tokenizer files; documents end with its eos_token, see docs/continued_pretraining.md); copied into
+    the output folder."""
     output: str | None = None
     """Output folder (manifest.json, train/, val/, tokenizer/, rejected/, prepare.log)."""
     sources: list[Source] | None = None
