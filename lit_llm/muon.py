@@ -35,21 +35,25 @@ LR_ADJUSTMENTS = ("original", "match_rms_adamw")
 def orthogonalize(
     matrix: torch.Tensor, steps: int = 5, eps: float = 1e-7, dtype: torch.dtype = torch.bfloat16
 ) -> torch.Tensor:
-    """~U V^T of matrix = U S V^T by `steps` quintic Newton-Schulz iterations, computed in `dtype`.
+    """~U V^T of matrix = U S V^T by `steps` quintic Newton-Schulz iterations, computed in `dtype`;
+    matrix (m, n), or a stack (k, m, n) of matrices of one shape orthogonalized each on its own.
 
     The iteration pushes every singular value towards [0.7, 1.2] rather than exactly 1 (its slope at
     zero is maximized, which is what training needs); the wide side goes last so X X^T is the small Gram.
     """
     a, b, c = NS_COEFFICIENTS
     x = matrix.to(dtype)
-    tall = matrix.shape[0] > matrix.shape[1]
+    tall = matrix.shape[-2] > matrix.shape[-1]
     if tall:
-        x = x.T
-    x = x / x.norm().clamp(min=eps)  # spectral norm <= Frobenius norm <= 1
+        x = x.mT
+    x = x / x.norm(dim=(-2, -1), keepdim=True).clamp(min=eps)  # spectral norm <= Frobenius norm <= 1
+    multiply_add = torch.addmm if x.ndim == 2 else torch.baddbmm
     for _ in range(steps):
-        gram = x @ x.T  # (rows, rows), rows <= cols
-        x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)  # a x + (b G + c G^2) x
-    return (x.T if tall else x).to(matrix.dtype)
+        gram = x @ x.mT  # (rows, rows), rows <= cols
+        x = multiply_add(
+            x, multiply_add(gram, gram, gram, beta=b, alpha=c), x, beta=a
+        )  # a x + (b G + c G^2) x
+    return (x.mT if tall else x).to(matrix.dtype)
 
 
 def adjusted_lr(lr: float, shape: torch.Size, rule: str) -> float:
@@ -119,6 +123,7 @@ class MuonAdamW(Optimizer):
 
     def _muon_step(self, group: dict, params: list[torch.Tensor]) -> None:
         lr, momentum = group["lr"], group["momentum"]
+        by_shape: dict[tuple, list[tuple[torch.Tensor, torch.Tensor]]] = {}
         for p in params:
             state = self.state[p]
             if "momentum_buffer" not in state:
@@ -126,9 +131,15 @@ class MuonAdamW(Optimizer):
             buf = state["momentum_buffer"]
             buf.lerp_(p.grad, 1 - momentum)  # B = momentum B + (1 - momentum) g
             update = p.grad.lerp(buf, momentum) if group["nesterov"] else buf
-            update = orthogonalize(update, group["ns_steps"], dtype=getattr(torch, group["ns_dtype"]))
-            p.mul_(1 - lr * group["weight_decay"])  # decoupled weight decay
-            p.add_(update, alpha=-adjusted_lr(lr, p.shape, group["adjust_lr"]))
+            by_shape.setdefault((tuple(p.shape), p.device, p.dtype), []).append((p, update))
+        for (
+            pairs
+        ) in by_shape.values():  # matrices of one shape in one batched iteration: fewer, larger matmuls
+            stacked = torch.stack([update for _, update in pairs])  # (k, rows, cols)
+            directions = orthogonalize(stacked, group["ns_steps"], dtype=getattr(torch, group["ns_dtype"]))
+            for (p, _), direction in zip(pairs, directions):
+                p.mul_(1 - lr * group["weight_decay"])  # decoupled weight decay
+                p.add_(direction, alpha=-adjusted_lr(lr, p.shape, group["adjust_lr"]))
 
     def _adamw_step(self, group: dict, params: list[torch.Tensor]) -> None:
         exp_avgs, exp_avg_sqs, steps = [], [], []
