@@ -165,10 +165,15 @@ def plan_main(args: list[str]) -> None:
     """`lit-llm plan ARGS`: parse a fit config (the model, data and trainer sections) and print its plan."""
     config = _parse(args)
     model, data, trainer = config.model, config.data, config.trainer
-    fields = {k: v for k, v in vars(model.arch).items() if not k.startswith("__")} if model.arch else {}
-    arch = ModelConfig(**fields)
-    vocab = model.vocab_size or _manifest_vocab(data.path) or arch.vocab_size
-    arch = dataclasses.replace(arch, vocab_size=vocab, ffn_hidden=arch.ffn_hidden)
+    if model.init_from:  # continued pre-training: the Hugging Face model's architecture and vocabulary
+        from lit_llm.hf_import import config_from_folder, resolve_model
+
+        arch = config_from_folder(resolve_model(model.init_from))
+    else:
+        fields = {k: v for k, v in vars(model.arch).items() if not k.startswith("__")} if model.arch else {}
+        arch = ModelConfig(**fields)
+        vocab = model.vocab_size or _manifest_vocab(data.path) or arch.vocab_size
+        arch = dataclasses.replace(arch, vocab_size=vocab, ffn_hidden=arch.ffn_hidden)
     layout = _layout(trainer.strategy, _device_count(trainer.devices), trainer.num_nodes)
     compute = compute_bytes_of(trainer.precision, model.fsdp_param_dtype)
     print(

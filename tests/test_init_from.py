@@ -283,47 +283,65 @@ def source_val_loss(model: Path, data: Path) -> float:
     return nll / tokens
 
 
-def test_continued_pretraining_lowers_validation_loss_and_exports_the_same_architecture(
-    model, data, tmp_path
-):
+EXPORTED_KEYS = ("rope_parameters", "tie_word_embeddings", "rms_norm_eps", "bos_token_id", "eos_token_id")
+EXPORTED_KEYS += ("num_key_value_heads", "max_position_embeddings", "head_dim", "vocab_size", "model_type")
+
+
+def test_continued_pretraining_lowers_validation_loss_exports_and_resumes(model, data, tmp_path, monkeypatch):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from lit_llm.checkpoint import load_gpt
     from lit_llm.export import export_checkpoint
 
-    main(
-        ["fit", "--model.init_from", str(model), "--data.path", str(data), "--data.seq_len", "32"]
-        + ["--data.batch_size", "4", "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false"]
-        + ["--trainer.enable_model_summary", "false", "--seed_everything", "7", "--trainer.max_steps", "12"]
-        + ["--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.val_check_interval", "12"]
-        + ["--model.optimizer.lr", "0.01", "--model.schedule.warmup_steps", "3"]
-    )
+    run = tmp_path / "run"
+    fit = ["fit", "--model.init_from", str(model), "--data.path", str(data), "--data.seq_len", "32"]
+    fit += [
+        "--data.batch_size",
+        "4",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.enable_progress_bar",
+        "false",
+    ]
+    fit += [
+        "--trainer.enable_model_summary",
+        "false",
+        "--seed_everything",
+        "7",
+        "--trainer.default_root_dir",
+        str(run),
+    ]
+    fit += [
+        "--trainer.val_check_interval",
+        "12",
+        "--model.optimizer.lr",
+        "0.01",
+        "--model.schedule.warmup_steps",
+        "3",
+    ]
+    main([*fit, "--trainer.max_steps", "12"])
     before = source_val_loss(model, data)
-    after = [float(r["val/loss"]) for r in read_metrics(tmp_path / "run") if r.get("val/loss")][-1]
+    after = [float(r["val/loss"]) for r in read_metrics(run) if r.get("val/loss")][-1]
     assert after < before - 0.5, (before, after)
 
-    out = export_checkpoint(tmp_path / "run", tmp_path / "hf")
+    out = export_checkpoint(run, tmp_path / "hf")
     source, exported = (json.loads((f / "config.json").read_text()) for f in (model, out))
-    for key in (
-        "rope_parameters",
-        "tie_word_embeddings",
-        "rms_norm_eps",
-        "bos_token_id",
-        "eos_token_id",
-        "num_key_value_heads",
-        "max_position_embeddings",
-        "head_dim",
-        "vocab_size",
-        "model_type",
-    ):
-        assert exported[key] == source[key], key
+    assert {k: exported[k] for k in EXPORTED_KEYS} == {k: source[k] for k in EXPORTED_KEYS}
     assert (out / "tokenizer.json").read_bytes() == (model / "tokenizer.json").read_bytes()
     reloaded = AutoModelForCausalLM.from_pretrained(out).eval()
-    gpt, _ = load_gpt(tmp_path / "run")
+    gpt, info = load_gpt(run)
+    assert info.global_step == 12
     x = torch.randint(0, gpt.config.vocab_size, (2, 60), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert float((gpt(x) - reloaded(x).logits).abs().max()) <= 1e-5
     assert AutoTokenizer.from_pretrained(out).eos_token == "</s>"
+
+    def not_again(*args):
+        raise AssertionError("a resume read init_from's weights")
+
+    monkeypatch.setattr("lit_llm.hf_import.load_weights", not_again)  # the checkpoint replaces them
+    main([*fit, "--trainer.max_steps", "14", "--ckpt_path", "last", "--trainer.limit_val_batches", "1"])
+    assert load_gpt(run)[1].global_step == 14
 
 
 def run_fit(args: list[str], capsys) -> str:
@@ -416,3 +434,11 @@ def test_fsdp2_ranks_read_only_their_shards_and_assemble_the_model(model, tmp_pa
     for layout in ("fsdp", "tp"):
         for name, tensor in torch.load(tmp_path / f"{layout}.pt").items():
             assert torch.equal(tensor, expected[name].detach()), (layout, name)
+
+
+def test_plan_reads_the_architecture_of_init_from(model, data, capsys):
+    main(["plan", "--model.init_from", str(model), "--data.path", str(data), "--data.seq_len", "32"])
+    out = capsys.readouterr().out
+    assert (
+        "2 x 32, 4 heads / 2 KV heads" in out and f"vocabulary {load_tokenizer(model).vocab_size}" in out
+    ), out
