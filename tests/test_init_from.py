@@ -142,6 +142,21 @@ def test_imported_logits_equal_the_source_model(case, tmp_path):
     assert max_logit_difference(gpt, folder, 77) <= 1e-5
 
 
+def test_a_transformers_4_config_layout_is_read_the_same(model, tmp_path):
+    """Llama 3.1's config.json as transformers 4.x writes it: rope_theta beside rope_scaling ("type" in older
+    files), no rope_parameters."""
+    for name in ("model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(model / name, tmp_path / name)
+    config = json.loads((model / "config.json").read_text())
+    rope = config.pop("rope_parameters")
+    config["rope_theta"] = rope.pop("rope_theta")
+    config["rope_scaling"] = {**rope, "type": rope.pop("rope_type")}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    gpt = imported(tmp_path)
+    assert gpt.config.rope_scaling == LLAMA3_ROPE and gpt.config.rope_theta == 500000.0
+    assert max_logit_difference(gpt, tmp_path, gpt.config.vocab_size) <= 1e-5
+
+
 def test_mistral_without_sliding_window_is_imported(tmp_path):
     folder = save_llama(tmp_path, 77, kind="mistral", sliding_window=None)
     assert max_logit_difference(imported(folder), folder, 77) <= 1e-5
