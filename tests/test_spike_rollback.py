@@ -312,7 +312,7 @@ def test_fp16_grad_scaler_state_rolls_back_and_overflow_is_no_spike(data, tmp_pa
         "nan",
         5,
     )
-    assert scale.start[0] == 2.0**24 and scale.start[5] <= 2.0**19  # at least five overflows, no spike
+    assert scale.start[0] == 2.0**24 and scale.start[5] <= 2.0**20  # at least four overflows, no spike
     assert scale.end[12] == scale.start[12] / 2 and scale.start[13] == scale.start[5]  # restored
     assert max(callback.detector.losses) < 7  # the detector sees the loss, not the scaled loss
     assert watch.changed == [] and watch.bad_updates == []
