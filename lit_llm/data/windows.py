@@ -55,12 +55,13 @@ class TrainWindows(IterableDataset):
         self.seed, self.start, self.rank, self.world_size = seed, start, rank, world_size
         self.skips, self.pad_id, self.sampling, self.eos_id = skips, pad_id, sampling, eos_id
         self.source_tokens = [s.num_tokens for s in sources]
+        self.epoch_windows = np.asarray([epoch_window_count(n, seq_len) for n in self.source_tokens])
 
     def window_offsets(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(source id, first token) of the window of each global sample index."""
         if self.sampling == "random":
             return choose_windows(self.seed, indices, self.source_tokens, self.weights, self.seq_len + 1)
-        windows = np.asarray([epoch_window_count(n, self.seq_len) for n in self.source_tokens])
+        windows = self.epoch_windows  # per source, computed once
         source, window, epoch = epoch_windows(self.seed, indices, windows.tolist(), self.weights)
         free = np.asarray(self.source_tokens)[source] - windows[source] * self.seq_len  # shifts that fit
         shift = epoch_shift(self.seed, source, epoch, np.minimum(free, self.seq_len))
