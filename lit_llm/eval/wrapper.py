@@ -12,9 +12,11 @@ loglikelihood sorts requests longest first (`Collator`), scores each shared cont
 one-token continuations, and reads continuation log-probs from the logits of the input with
 its last token dropped; loglikelihood_rolling windows each document to the model's context
 (`get_rolling_token_windows`); generate_until decodes with the KV cache until a stop
-sequence, the end-of-text token or `max_gen_toks`. Under data parallelism every rank scores
-its share of the requests; `all_gather` / `gather_object` / `barrier` go through the
-Lightning strategy (or `torch.distributed`) instead of `accelerate`.
+sequence, the end-of-text token or `max_gen_toks`, the prompt keeping its last
+`max_length - max_gen_toks` tokens (a limit not below the context becomes half the context: the
+`hf` backend refuses such a task unless given `--gen_kwargs max_gen_toks=<half>`). Under data
+parallelism every rank scores its share of the requests; `all_gather` / `gather_object` /
+`barrier` go through the Lightning strategy (or `torch.distributed`) instead of `accelerate`.
 """
 
 from __future__ import annotations
@@ -102,6 +104,7 @@ class LitLLMEval(TemplateLM):
         self._device = next(self.gpt.parameters()).device
         self._max_length = int(max_length or self.gpt.config.max_seq_len)
         self._max_gen_toks = int(max_gen_toks)
+        self._warned_cap = False
         self._batch_size = _parse_batch_size(batch_size)
         self.seed, self.progress, self.strategy = seed, progress, strategy
         if strategy is not None:
@@ -273,6 +276,7 @@ class LitLLMEval(TemplateLM):
         for chunk in collator.get_batched(n=self.batch_size):
             kwargs = normalize_gen_kwargs(chunk[0][1], self.max_gen_toks)
             until = handle_stop_sequences(kwargs.pop("until", None), eos=eos_text)
+            kwargs["max_gen_toks"] = self._generation_limit(int(kwargs["max_gen_toks"]))
             prompts = [self._prompt(encoded[context], kwargs["max_gen_toks"]) for context, _ in chunk]
             for group in _same_length_runs(prompts):
                 for tokens in self._generate([prompts[i] for i in group], until, kwargs, generator):
@@ -284,10 +288,27 @@ class LitLLMEval(TemplateLM):
         bar.close()
         return collator.get_original(results)
 
+    def _generation_limit(self, max_gen_toks: int) -> int:
+        """Tokens to generate: the task's limit when it is below the context (as lm-eval's `hf` backend),
+        else half the context (what `hf` does with `--gen_kwargs max_gen_toks=<half>`; it refuses without)."""
+        if max_gen_toks < self.max_length:
+            return max_gen_toks
+        half = self.max_length // 2
+        if not self._warned_cap:
+            self._warned_cap = True
+            log.warning(
+                "lit-llm: a task asks for %d generated tokens, the context is %d; generating at most %d "
+                "(lm-eval's hf backend: --gen_kwargs max_gen_toks=%d)",
+                max_gen_toks,
+                self.max_length,
+                half,
+                half,
+            )
+        return half
+
     def _prompt(self, tokens: list[int], max_gen_toks: int) -> list[int]:
-        """Keep the last tokens of the context, leaving room for max_gen_toks (at most half the context)."""
-        room = min(max_gen_toks, self.max_length // 2)
-        return (tokens or [self.prefix_token_id])[-(self.max_length - room) :]
+        """Keep the last `max_length - max_gen_toks` tokens of the context (as the `hf` backend)."""
+        return (tokens or [self.prefix_token_id])[-(self.max_length - max_gen_toks) :]
 
     def _generate(
         self, prompts: list[list[int]], until: list[str], kwargs: dict, generator: torch.Generator

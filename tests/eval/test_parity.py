@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from lit_llm.eval.config import EvalConfig
 from lit_llm.eval.runner import run_tasks
@@ -14,7 +13,8 @@ from tests.eval.fixtures import tiny_gpt
 
 @pytest.fixture(scope="module")
 def exported(tokenizer, text_folder, tmp_path_factory):
-    """A tiny GPT with a 320-token context and its Hugging Face export (model + tokenizer) loaded back."""
+    """A tiny GPT with a 320-token context (longer than GSM8K's 256 generated tokens), its Hugging Face
+    export (model + tokenizer) loaded back, and the export folder."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gpt = tiny_gpt(tokenizer.vocab_size, max_seq_len=320, seed=1)
@@ -25,7 +25,11 @@ def exported(tokenizer, text_folder, tmp_path_factory):
         eos_id=tokenizer.eos_id,
         pad_id=tokenizer.pad_id,
     )
-    return gpt, AutoModelForCausalLM.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
+    llama, hf_tokenizer = (
+        AutoModelForCausalLM.from_pretrained(folder).eval(),
+        AutoTokenizer.from_pretrained(folder),
+    )
+    return gpt, llama, hf_tokenizer, folder
 
 
 def hf_backend(llama, hf_tokenizer, **kwargs):
@@ -45,7 +49,7 @@ def responses(results: dict) -> dict[str, list]:
 
 def test_loglikelihood_tasks_agree_with_hf_backend(exported, tokenizer, eval_data):
     """Multiple choice (5-shot MMLU, contexts cut to 64 tokens) and rolling windows of 64 tokens."""
-    gpt, llama, hf_tokenizer = exported
+    gpt, llama, hf_tokenizer, _ = exported
     tasks = ["mmlu_anatomy", "mmlu_virology", "perplexity"]
     config = EvalConfig(tasks=tasks, limit=3, data_dir=eval_data, progress=False)
     ours = run_tasks(
@@ -64,17 +68,26 @@ def test_loglikelihood_tasks_agree_with_hf_backend(exported, tokenizer, eval_dat
                 assert ours["results"][task][metric] == pytest.approx(value, rel=1e-4), (task, metric)
 
 
-def test_generation_agrees_with_hf_backend(exported, tokenizer, eval_data):
-    """GSM8K, 0-shot, greedy: the same text and the same exact-match scores."""
-    gpt, llama, hf_tokenizer = exported
-    config = EvalConfig(tasks="gsm8k", limit=2, num_fewshot=0, data_dir=eval_data, progress=False)
-    ours = run_tasks(
-        LitLLMEval(gpt, tokenizer, batch_size=1, max_gen_toks=24, progress=False), config, log_samples=True
+def test_gsm8k_defaults_run_in_hf_backend_as_in_the_wrapper(exported, tokenizer, eval_data):
+    """lm-eval's `hf` backend on the export folder, as a user runs it (simple_evaluate, the kit's task
+    folder, no generation flags): 5-shot GSM8K completes, with the wrapper's text and scores."""
+    import lm_eval
+
+    from lit_llm.eval.tasks import task_manager
+
+    gpt, folder = exported[0], exported[3]
+    theirs = lm_eval.simple_evaluate(
+        model="hf",
+        model_args=f"pretrained={folder},batch_size=1,device=cpu",
+        tasks=["gsm8k"],
+        task_manager=task_manager(eval_data),
+        limit=2,
+        log_samples=True,
     )
-    with torch.no_grad():
-        theirs = run_tasks(hf_backend(llama, hf_tokenizer, batch_size=1), config, log_samples=True)
+    config = EvalConfig(tasks="gsm8k", limit=2, data_dir=eval_data, progress=False)
+    ours = run_tasks(LitLLMEval(gpt, tokenizer, batch_size=1, progress=False), config, log_samples=True)
     ours_text = [s["resps"] for s in ours["samples"]["gsm8k"]]
-    theirs_text = [s["resps"] for s in theirs["samples"]["gsm8k"]]
-    # HF generates up to 256 tokens; ours was capped at 24: compare the common prefix.
-    for (a,), (b,) in zip(ours_text, theirs_text):
-        assert a[0] and b[0].startswith(a[0])
+    assert ours_text == [s["resps"] for s in theirs["samples"]["gsm8k"]]
+    assert all(len(tokenizer.encode(text)) > 24 for ((text,),) in ours_text)  # well past a short cap
+    for metric in ("exact_match,strict-match", "exact_match,flexible-extract"):
+        assert ours["results"]["gsm8k"][metric] == theirs["results"]["gsm8k"][metric]
