@@ -198,3 +198,22 @@ class ShardBytes(Callback):
             "optimizer": nbytes(moments),
         }
         Path(self.out, f"bytes-rank{trainer.global_rank}.json").write_text(json.dumps(record))
+
+
+class StartWeights(Callback):
+    """Writes the whole weights as training starts (gathered from the ranks' shards) to OUT/start.pt (rank 0),
+    and the share of the model's values each rank holds to OUT/held-rank{r}.json."""
+
+    def __init__(self, out: str) -> None:
+        self.out = out
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        import torch
+
+        params = dict(pl_module.model.named_parameters())
+        full = {n: p.full_tensor() if hasattr(p, "full_tensor") else p for n, p in params.items()}
+        held = sum((p.to_local() if hasattr(p, "to_local") else p).numel() for p in params.values())
+        share = held / sum(p.numel() for p in full.values())
+        Path(self.out, f"held-rank{trainer.global_rank}.json").write_text(json.dumps(share))
+        if trainer.global_rank == 0:
+            torch.save({n: p.detach().cpu() for n, p in full.items()}, Path(self.out, "start.pt"))

@@ -1,7 +1,8 @@
 """Continued pre-training from a Hugging Face model (`lit-llm fit --model.init_from`), on small random Llamas made
 here with `transformers` (no Hub): config and weights imported with equal logits, refusals in one line, a stock
 tokenizer (no <|endoftext|>, no <|pad|>) through `data prepare`, a fit that lowers the validation loss, export
-reloaded in transformers, a Hub id offline, and each FSDP2 rank reading only its shards.
+reloaded in transformers, a Hub id offline, each FSDP2 rank reading only its shards, and a two-process FSDP2 fit
+starting from the source weights.
 
     .venv/bin/python -m pytest tests/test_init_from.py -q
 """
@@ -10,10 +11,8 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import random
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
@@ -404,15 +403,15 @@ def test_a_hub_id_offline_is_one_line(tmp_path, monkeypatch, capsys):
 # ---------------------------------------------------------------- sharded loading
 
 
-def _load_sharded(rank: int, port: int, folder: str, out: str) -> None:
+def _load_sharded(rank: int, init: str, folder: str, out: str) -> None:
     """One of two gloo processes: FSDP2 over 2 ranks (plain row shards: each rank reads its rows), then
     tensor parallel 2 under FSDP2 (strided shards: whole tensors read, parts kept); writes what it found."""
     from torch.distributed.device_mesh import init_device_mesh
 
     from lit_llm.parallel import apply_tensor_parallel, shard_with_fsdp2
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.distributed.init_process_group("gloo", rank=rank, world_size=2)
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
     found = {}
     for layout, shape in (("fsdp", (2,)), ("tp", (1, 2))):
         names = ("data_parallel", "tensor_parallel")[: len(shape)]
@@ -433,12 +432,19 @@ def _load_sharded(rank: int, port: int, folder: str, out: str) -> None:
 
 @pytest.mark.slow
 def test_fsdp2_ranks_read_only_their_shards_and_assemble_the_model(model, tmp_path):
-    import torch.multiprocessing as mp
+    """Two gloo ranks forked from the test process (no re-imports)."""
+    import multiprocessing
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(_load_sharded, args=(port, str(model), str(tmp_path)), nprocs=2)
+    context = multiprocessing.get_context("fork")
+    init = f"file://{tmp_path}/process-group"
+    ranks = [
+        context.Process(target=_load_sharded, args=(r, init, str(model), str(tmp_path))) for r in range(2)
+    ]
+    for process in ranks:
+        process.start()
+    for process in ranks:
+        process.join(timeout=120)
+        assert process.exitcode == 0
     gpt = imported(model)
     expected, config = dict(gpt.named_parameters()), gpt.config
     padding = (config.padded_vocab_size - config.vocab_size) * config.d_model  # zero rows, in no file
@@ -449,6 +455,34 @@ def test_fsdp2_ranks_read_only_their_shards_and_assemble_the_model(model, tmp_pa
     for layout in ("fsdp", "tp"):
         for name, tensor in torch.load(tmp_path / f"{layout}.pt").items():
             assert torch.equal(tensor, expected[name].detach()), (layout, name)
+
+
+@pytest.mark.slow
+def test_two_process_fsdp2_fit_starts_from_the_source_weights_and_trains(model, data, tmp_path):
+    """`lit-llm fit --model.init_from` on two gloo processes under FSDP2: as training starts the gathered
+    weights are the source's, each rank holding half of them, and the validation loss falls."""
+    from tests.helpers import TINY
+    from tests.test_distributed import lit_llm
+    from tests.test_strategy import FSDP2
+
+    callback = {"class_path": "tests.helpers.StartWeights", "init_args": {"out": str(tmp_path)}}
+    (tmp_path / "callbacks.json").write_text(json.dumps({"trainer": {"callbacks": [callback]}}))
+    trainer = TINY[TINY.index("--trainer.accelerator") :]  # no arch flags: the architecture is the source's
+    run = tmp_path / "run"
+    lit_llm(
+        ["fit", "--model.init_from", str(model), "--data.path", str(data), "--data.seq_len", "32"]
+        + ["--data.batch_size", "2", *trainer, *FSDP2, "--trainer.max_steps", "12"]
+        + ["--trainer.val_check_interval", "12", "--trainer.default_root_dir", str(run)]
+        + ["--config", str(tmp_path / "callbacks.json")]
+    )
+    expected = dict(imported(model).named_parameters())
+    start = torch.load(tmp_path / "start.pt")
+    assert start.keys() == expected.keys()
+    for name, tensor in start.items():
+        assert torch.equal(tensor, expected[name].detach()), name
+    assert [json.loads((tmp_path / f"held-rank{r}.json").read_text()) for r in range(2)] == [0.5, 0.5]
+    after = [float(r["val/loss"]) for r in read_metrics(run) if r.get("val/loss")][-1]
+    assert after < source_val_loss(model, data) - 0.5
 
 
 def test_plan_reads_the_architecture_of_init_from(model, data, capsys):
