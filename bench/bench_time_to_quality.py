@@ -77,6 +77,8 @@ def step_seconds(args, vocab: int, optimizer: str) -> float:
             n_head=args.n_head,
             d_model=args.d_model,
             max_seq_len=args.seq_len,
+            n_kv_head=args.n_kv_head,
+            tie_embeddings=args.tie_embeddings,
         )
     )
     from lit_llm.optim import OptimizerConfig, build_optimizer
@@ -122,11 +124,21 @@ def fit_command(
         "--model.optimizer.lr",
         str(args.lr),
         "--model.optimizer.weight_decay",
-        "0.1",
+        str(args.weight_decay),
+        "--model.optimizer.embedding_lr",
+        str(args.embedding_lr) if args.embedding_lr else "null",
+        "--model.optimizer.muon_weight_decay",
+        str(args.muon_weight_decay),
+        "--model.arch.n_kv_head",
+        str(args.n_kv_head or args.n_head),
+        "--model.arch.tie_embeddings",
+        str(args.tie_embeddings).lower(),
         "--model.schedule.warmup_steps",
         str(min(args.warmup, steps // 10)),
         "--model.schedule.min_lr_ratio",
-        "0.1",
+        str(args.min_lr_ratio),
+        "--model.schedule.decay_fraction",
+        str(args.decay_fraction),
         "--data.path",
         str(data),
         "--data.seq_len",
@@ -175,6 +187,13 @@ def parse_args(argv=None):
     p.add_argument("--muon_lr", type=float, default=0.02, help="Muon's learning rate (with --optimizer muon)")
     p.add_argument("--schedule", default="cosine", help="LR schedule: cosine, wsd, constant")
     p.add_argument("--warmup", type=int, default=100, help="warm-up steps (at most a tenth of the run)")
+    p.add_argument("--min_lr_ratio", type=float, default=0.1, help="final LR as a fraction of the peak")
+    p.add_argument("--decay_fraction", type=float, default=0.2, help="wsd: share of the run spent decaying")
+    p.add_argument("--embedding_lr", type=float, default=None, help="the token embedding's LR (default: --lr)")
+    p.add_argument("--weight_decay", type=float, default=0.1, help="AdamW's weight decay")
+    p.add_argument("--muon_weight_decay", type=float, default=0.0, help="Muon's weight decay")
+    p.add_argument("--n_kv_head", type=int, default=None, help="key/value heads (default: n_head)")
+    p.add_argument("--tie_embeddings", action="store_true", help="share the embedding and the LM head")
     p.add_argument("--optimizer", default="adamw", help="optimizers to run, comma-separated (adamw, muon)")
     p.add_argument(
         "--steps",

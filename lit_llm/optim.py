@@ -30,6 +30,9 @@ class OptimizerConfig:
     the LM head. One LR schedule scales both. Muon needs whole matrices: one process or DDP."""
     lr: float = 3e-4
     """Peak learning rate of AdamW (with kind=muon: of the embedding, norms and LM head)."""
+    embedding_lr: float | None = None
+    """Peak learning rate of the token embedding (AdamW, no weight decay; None: lr). An untied embedding
+    receives sparse, small gradients and trains well at a much higher rate than the rest."""
     weight_decay: float = 0.1
     """AdamW's decoupled weight decay on 2-D weights other than the embedding (with kind=muon: the LM head)."""
     betas: tuple[float, float] = (0.9, 0.95)
@@ -84,11 +87,18 @@ def lr_factor(step: int, total: int, cfg: ScheduleConfig) -> float:
     return 1.0 - (1 - cfg.min_lr_ratio) * progress
 
 
-def adamw_groups(model: GPT, params, weight_decay: float) -> list[dict]:
-    """Weight decay on 2-D weights except the embedding; none on norms, biases and embeddings."""
-    decay = [p for p in params if p.dim() >= 2 and p is not model.embed.weight]
-    no_decay = [p for p in params if not (p.dim() >= 2 and p is not model.embed.weight)]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+def adamw_groups(model: GPT, params, cfg: OptimizerConfig) -> list[dict]:
+    """Weight decay on 2-D weights except the embedding; none on norms, biases and embeddings. The embedding
+    gets its own group when `embedding_lr` is set (a tied embedding is the LM head: it stays with lr)."""
+    embed = model.embed.weight
+    own_group = cfg.embedding_lr is not None and not model.config.tie_embeddings
+    decay = [p for p in params if p.dim() >= 2 and p is not embed]
+    no_decay = [p for p in params if not (p.dim() >= 2 and p is not embed) and not (own_group and p is embed)]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if own_group:
+        groups.append({"params": [p for p in params if p is embed], "weight_decay": 0.0, "lr": cfg.embedding_lr})
+    return groups
+
 
 
 def trainable_parameters(model: GPT) -> list[torch.nn.Parameter]:
@@ -118,7 +128,7 @@ def build_optimizer(model: GPT, cfg: OptimizerConfig) -> torch.optim.Optimizer:
     if cfg.kind == "adamw":
         fused = on_cuda if cfg.fused is None else cfg.fused
         return torch.optim.AdamW(
-            adamw_groups(model, params, cfg.weight_decay),
+            adamw_groups(model, params, cfg),
             lr=cfg.lr,
             betas=tuple(cfg.betas),
             eps=cfg.eps,
@@ -138,5 +148,5 @@ def build_optimizer(model: GPT, cfg: OptimizerConfig) -> torch.optim.Optimizer:
         "adjust_lr": cfg.muon_adjust_lr,
         "ns_dtype": ns_dtype,
     }
-    rest = adamw_groups(model, [p for p in params if id(p) not in hidden], cfg.weight_decay)
+    rest = adamw_groups(model, [p for p in params if id(p) not in hidden], cfg)
     return MuonAdamW([muon_group, *rest], lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)

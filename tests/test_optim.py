@@ -40,6 +40,20 @@ def test_muon_takes_the_blocks_matrices_and_adamw_the_rest(model):
     assert len(no_decay["params"]) == len(norms) + 1  # the embedding and every norm
 
 
+@pytest.mark.parametrize("kind", ["adamw", "muon"])
+def test_embedding_lr_gives_the_embedding_its_own_group_and_the_schedule_scales_it(model, kind):
+    opt = build_optimizer(model, OptimizerConfig(kind=kind, lr=3e-3, embedding_lr=0.2))
+    embedding = [g for g in opt.param_groups if any(p is model.embed.weight for p in g["params"])]
+    assert len(embedding) == 1 and embedding[0]["params"] == [model.embed.weight]
+    assert (embedding[0]["lr"], embedding[0]["weight_decay"]) == (0.2, 0.0)
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5)
+    assert embedding[0]["lr"] == 0.1 and scheduler.get_last_lr()
+    tied = GPT(ModelConfig(vocab_size=100, n_layer=1, n_head=2, d_model=32, max_seq_len=16, tie_embeddings=True))
+    groups = build_optimizer(tied, OptimizerConfig(kind=kind, lr=3e-3, embedding_lr=0.2)).param_groups
+    assert all(g["lr"] != 0.2 for g in groups)  # a tied embedding is the LM head: it keeps lr
+
+
 def test_muon_refuses_sharded_weights_in_one_line():
     # A real DTensor on a one-process gloo group, in a child process (the suite keeps no process group).
     code = """
@@ -49,8 +63,8 @@ from torch.distributed.tensor import distribute_tensor, Shard
 from lit_llm.model import GPT, ModelConfig
 from lit_llm.optim import OptimizerConfig, build_optimizer
 from lit_llm.errors import UserError
-os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT="29531")
-dist.init_process_group("gloo", rank=0, world_size=1)
+import tempfile
+dist.init_process_group("gloo", init_method="file://" + tempfile.mktemp(), rank=0, world_size=1)
 model = GPT(ModelConfig(vocab_size=100, n_layer=1, n_head=2, d_model=32, max_seq_len=16))
 mesh = init_device_mesh("cpu", (1,))
 w = model.blocks[0].attn.q_proj

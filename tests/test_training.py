@@ -12,7 +12,7 @@ import yaml
 from lit_llm.cli import main
 from lit_llm.data.datamodule import LitDataModule
 from lit_llm.module import LitLLM, ScheduleConfig, lr_factor
-from lit_llm.optim import adamw_groups, trainable_parameters
+from lit_llm.optim import OptimizerConfig, adamw_groups, trainable_parameters
 from lit_llm.plot import read_metrics
 from tests.helpers import TINY, train_losses
 
@@ -267,7 +267,7 @@ def test_lr_schedules():
 
 def test_weight_decay_groups_exclude_norms_and_embeddings():
     module = LitLLM(vocab_size=100)
-    decay, no_decay = adamw_groups(module.model, trainable_parameters(module.model), 0.1)
+    decay, no_decay = adamw_groups(module.model, trainable_parameters(module.model), OptimizerConfig())
     decay_ids = {id(p) for p in decay["params"]}
     assert id(module.model.embed.weight) not in decay_ids
     assert all(p.dim() == 1 for p in no_decay["params"] if p is not module.model.embed.weight)
