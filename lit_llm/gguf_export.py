@@ -6,7 +6,8 @@
 
 Written through the `gguf` package (`pip install 'lit-llm[export]'`), as llama.cpp's own
 `convert_hf_to_gguf.py` writes a Hugging Face Llama: architecture "llama", its hyperparameters, the
-tensors under llama.cpp's names, the tokenizer as a "gpt2" (byte-level BPE) vocabulary with merges.
+tensors under llama.cpp's names, the tokenizer as a "gpt2" (byte-level BPE) vocabulary with merges, or
+a SentencePiece-style one (Llama 2, Mistral) as a "llama" vocabulary (`lit_llm.gguf_sentencepiece`).
 
 Two things differ from a plain rename:
 - Rotary layout: Hugging Face's Llama (and GPT) rotate the two halves of each head, llama.cpp
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 
 from lit_llm.errors import UserError
+from lit_llm.gguf_sentencepiece import add_sentencepiece_vocab, is_sentencepiece, sentencepiece_vocab
 from lit_llm.hf import make_readable
 from lit_llm.model import GPT
 from lit_llm.tokenizer import PATTERNS
@@ -121,7 +123,13 @@ def tokenizer_vocab(tokenizer_dir: str | Path, vocab_size: int) -> dict:
     data = json.loads(file.read_text(encoding="utf-8"))
     model = data.get("model", {})
     if model.get("type") != "BPE":
-        raise UserError(f"{file}: a {model.get('type')} tokenizer; GGUF export handles byte-level BPE only")
+        raise UserError(
+            f"{file}: a {model.get('type')} tokenizer; GGUF export writes BPE vocabularies only (byte-level, or "
+            "SentencePiece-style with byte fallback): export --format hf and convert that folder, with the "
+            "model's tokenizer.model in it, with llama.cpp's convert_hf_to_gguf.py"
+        )
+    if is_sentencepiece(data):
+        return sentencepiece_vocab(tokenizer_dir, data, vocab_size)
     tokens: list[str | None] = [None] * vocab_size
     special = {}
     for token, i in model["vocab"].items():
@@ -135,6 +143,7 @@ def tokenizer_vocab(tokenizer_dir: str | Path, vocab_size: int) -> dict:
     config_file = Path(tokenizer_dir) / "tokenizer_config.json"
     config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.exists() else {}
     return {
+        "model": "gpt2",
         "tokens": tokens,
         "special": special,
         "merges": merges,
@@ -209,6 +218,14 @@ def _add_metadata(gguf, writer, gpt: GPT, vocab: dict, file_type: str, name: str
     file_types = {"f32": "ALL_F32", "f16": "MOSTLY_F16", "q8_0": "MOSTLY_Q8_0"}
     writer.add_file_type(getattr(gguf.LlamaFileType, file_types[file_type]))
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    if vocab["model"] == "llama":
+        add_sentencepiece_vocab(gguf, writer, vocab)
+    else:
+        _add_byte_level_vocab(gguf, writer, vocab)
+
+
+def _add_byte_level_vocab(gguf, writer, vocab: dict) -> None:
+    """The "gpt2" tokenizer keys: tokens, control types for the special tokens, merges, ids, no bos added."""
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre(vocab["pre"])
     writer.add_token_list(vocab["tokens"])

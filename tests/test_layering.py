@@ -30,6 +30,7 @@ LAYERS = [
         "lit_llm.hf",
         "lit_llm.hf_import",
         "lit_llm.gguf_export",
+        "lit_llm.gguf_sentencepiece",
         "lit_llm.plot",
         "lit_llm.parallel",
         "lit_llm.optim",
