@@ -29,7 +29,12 @@ import numpy as np
 import torch
 
 from lit_llm.errors import UserError
-from lit_llm.gguf_sentencepiece import add_sentencepiece_vocab, is_sentencepiece, sentencepiece_vocab
+from lit_llm.gguf_sentencepiece import (
+    add_sentencepiece_vocab,
+    check_id,
+    is_sentencepiece,
+    sentencepiece_vocab,
+)
 from lit_llm.hf import make_readable
 from lit_llm.model import GPT
 from lit_llm.tokenizer import PATTERNS
@@ -125,16 +130,17 @@ def tokenizer_vocab(tokenizer_dir: str | Path, vocab_size: int) -> dict:
     if model.get("type") != "BPE":
         raise UserError(
             f"{file}: a {model.get('type')} tokenizer; GGUF export writes BPE vocabularies only (byte-level, or "
-            "SentencePiece-style with byte fallback): export --format hf and convert that folder, with the "
-            "model's tokenizer.model in it, with llama.cpp's convert_hf_to_gguf.py"
+            f"SentencePiece-style with byte fallback): {_NOT_BPE.get(model.get('type'), _NOT_BPE[None])}"
         )
     if is_sentencepiece(data):
         return sentencepiece_vocab(tokenizer_dir, data, vocab_size)
     tokens: list[str | None] = [None] * vocab_size
     special = {}
     for token, i in model["vocab"].items():
+        check_id(file, i, token, vocab_size)
         tokens[i] = token
     for added in data.get("added_tokens", []):
+        check_id(file, added["id"], added["content"], vocab_size)
         tokens[added["id"]] = added["content"]
         special[added["content"]] = added["id"]
     if any(t is None for t in tokens):
@@ -151,6 +157,16 @@ def tokenizer_vocab(tokenizer_dir: str | Path, vocab_size: int) -> dict:
         "eos": _token_content(config.get("eos_token")) or "<|endoftext|>",
         "pad": _token_content(config.get("pad_token")) or "<|pad|>",
     }
+
+
+# What to do instead, per tokenizer.json model type GGUF export refuses.
+_NOT_BPE = {
+    "Unigram": "export --format hf, add the sentencepiece tokenizer.model the vocabulary came from to that "
+    "folder and convert it with llama.cpp's convert_hf_to_gguf.py",
+    "WordPiece": "llama.cpp's convert_hf_to_gguf.py writes WordPiece vocabularies for BERT models only; "
+    "export --format hf to use the model with transformers",
+    None: "llama.cpp has no such vocabulary; export --format hf to use the model with transformers",
+}
 
 
 def llama_cpp_pre(pre_tokenizer: dict | None, file: Path) -> str:

@@ -2,7 +2,7 @@
 
     if is_sentencepiece(data):                                  # data: tokenizer.json, parsed
         vocab = sentencepiece_vocab(tokenizer_dir, data, vocab_size)
-        add_sentencepiece_vocab(writer, vocab)
+        add_sentencepiece_vocab(gguf, writer, vocab)              # gguf: the gguf package
 
 Such a tokenizer.json is a BPE model over text whose spaces are "▁" (a Metaspace pre-tokenizer, or
 Llama 2's Prepend + Replace normalizers) with byte fallback: a character outside the vocabulary
@@ -70,20 +70,27 @@ def sentencepiece_vocab(tokenizer_dir: str | Path, data: dict, vocab_size: int) 
 
     file = Path(tokenizer_dir) / "tokenizer.json"
     model = data["model"]
+    if not model.get("byte_fallback"):
+        raise UserError(
+            f"{file}: a BPE without byte_fallback: transformers turns characters outside the vocabulary into "
+            f"{model.get('unk_token')} where llama.cpp spells them in byte tokens, so the ids would differ"
+        )
     tokens: list[str | None] = [None] * vocab_size
     for token, i in model["vocab"].items():
-        if i < vocab_size:
-            tokens[i] = token
-    added = {a["id"]: a for a in data.get("added_tokens", []) if a["id"] < vocab_size}
+        check_id(file, i, token, vocab_size)
+        tokens[i] = token
+    added = {a["id"]: a for a in data.get("added_tokens", [])}
     for i, a in added.items():
+        check_id(file, i, a["content"], vocab_size)
         tokens[i] = a["content"]
     if any(t is None for t in tokens):
         raise UserError(f"{file}: ids missing from the vocabulary (the model has {vocab_size} rows)")
     missing = set(BYTE_TOKENS) - set(tokens)
     if missing:
         raise UserError(
-            f"{file}: {len(missing)} of the 256 byte tokens <0x00>..<0xFF> are missing; llama.cpp spells "
-            "characters outside the vocabulary in byte tokens and cannot tokenize them without"
+            f"{file}: {len(missing)} of the 256 byte tokens <0x00>..<0xFF> are missing (llama.cpp spells "
+            "characters outside the vocabulary in them): export --format hf and convert that folder with "
+            "llama.cpp's convert_hf_to_gguf.py"
         )
     merges = [m.split(" ", 1) if isinstance(m, str) else m for m in model.get("merges", [])]
     scores = [-float(len(merges) + 1)] * vocab_size  # below every merged token
@@ -103,6 +110,9 @@ def sentencepiece_vocab(tokenizer_dir: str | Path, data: dict, vocab_size: int) 
     hf = AutoTokenizer.from_pretrained(tokenizer_dir)
     ids = hf("a")["input_ids"]
     specials = {k: getattr(hf, f"{k}_token_id") for k in ("bos", "eos", "unk", "pad")}
+    for kind, i in specials.items():
+        if i is not None:
+            check_id(file, i, getattr(hf, f"{kind}_token"), vocab_size)
     return {
         "model": "llama",
         "tokens": tokens,
@@ -114,6 +124,12 @@ def sentencepiece_vocab(tokenizer_dir: str | Path, data: dict, vocab_size: int) 
         "add_space_prefix": add_space_prefix(data, file),
         "chat_template": hf.chat_template if isinstance(hf.chat_template, str) else None,
     }
+
+
+def check_id(file: Path, i: int, token: str, vocab_size: int) -> None:
+    """A one-line `UserError` for a token id the model has no embedding row for."""
+    if i >= vocab_size:
+        raise UserError(f"{file}: token id {i} ({token}) is beyond the model's {vocab_size} embedding rows")
 
 
 def _token_type(token: str, added: dict | None, unk: str | None) -> str:

@@ -1,5 +1,6 @@
 """GGUF export of SentencePiece-style tokenizers (Llama 2, Mistral, TinyLlama layout: "▁" for spaces, byte
-fallback, <unk> <s> </s> then the 256 byte tokens), read back with gguf's reader; the refusals in one line.
+fallback, <unk> <s> </s> then the 256 byte tokens), read back with gguf's reader; the refusals in one line
+(also the byte-level path's, for ids beyond the model's rows).
 
     .venv/bin/python -m pytest tests/test_gguf_sentencepiece.py -q
 """
@@ -13,12 +14,11 @@ import gguf
 import pytest
 
 from lit_llm.errors import UserError
-from lit_llm.gguf_export import write_gguf
+from lit_llm.gguf_export import tokenizer_vocab, write_gguf
+from lit_llm.gguf_sentencepiece import SPACE
 from lit_llm.model import GPT, ModelConfig
 from tests.test_export import read_gguf
 from tests.test_init_from import save_stock_tokenizer, texts
-
-SPACE = "\u2581"
 
 
 def save_llama2_tokenizer(folder: Path, legacy: bool) -> dict:
@@ -92,6 +92,9 @@ def test_tokenizers_llama_cpp_cannot_read_alike_are_refused_in_one_line(tmp_path
     with pytest.raises(UserError, match=r"256 of the 256 byte tokens <0x00>..<0xFF> are missing") as err:
         write_gguf(tiny_gpt(vocab), tmp_path / "a.gguf", tmp_path / "no-bytes")
     assert "no-bytes/tokenizer.json" in str(err.value) and "\n" not in str(err.value)
+    assert str(err.value).endswith(
+        "export --format hf and convert that folder with llama.cpp's convert_hf_to_gguf.py"
+    )
     from tokenizers import Tokenizer, models
 
     unigram = Tokenizer(models.Unigram([("<unk>", 0.0), ("a", -1.0), ("b", -2.0)], unk_id=0))
@@ -102,3 +105,48 @@ def test_tokenizers_llama_cpp_cannot_read_alike_are_refused_in_one_line(tmp_path
     ) as err:
         write_gguf(tiny_gpt(3), tmp_path / "b.gguf", tmp_path / "unigram")
     assert "convert_hf_to_gguf.py" in str(err.value) and not (tmp_path / "b.gguf").exists()
+    wordpiece = Tokenizer(models.WordPiece({"[UNK]": 0, "a": 1}, unk_token="[UNK]"))
+    (tmp_path / "wordpiece").mkdir()
+    wordpiece.save(str(tmp_path / "wordpiece" / "tokenizer.json"))
+    with pytest.raises(UserError, match="a WordPiece tokenizer; .* for BERT models only; export --format hf"):
+        tokenizer_vocab(tmp_path / "wordpiece", 2)
+
+
+def test_ids_beyond_the_models_rows_are_refused_in_one_line(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import AutoTokenizer
+
+    n = len(save_llama2_tokenizer(tmp_path / "sp", legacy=True)["vocab"])
+    last = AutoTokenizer.from_pretrained(tmp_path / "sp").convert_ids_to_tokens(n - 1)
+    with pytest.raises(
+        UserError, match=rf"token id {n - 1} \({last}\) is beyond the model's {n - 1} embedding"
+    ):
+        tokenizer_vocab(tmp_path / "sp", n - 1)
+    hf = AutoTokenizer.from_pretrained(tmp_path / "sp")
+    hf.add_special_tokens({"pad_token": "<pad>"})  # an added token past the model's rows
+    hf.save_pretrained(tmp_path / "sp-pad")
+    with pytest.raises(UserError, match=rf"token id {n} \(<pad>\) is beyond the model's {n} embedding rows"):
+        tokenizer_vocab(tmp_path / "sp-pad", n)
+    byte_level = Tokenizer(models.BPE())  # the "gpt2" path: an IndexError before
+    byte_level.pre_tokenizer = pre_tokenizers.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    byte_level.train_from_iterator(["the quick brown fox jumps over the lazy dog"] * 4, trainer)
+    (tmp_path / "bl").mkdir()
+    byte_level.save(str(tmp_path / "bl" / "tokenizer.json"))
+    size = byte_level.get_vocab_size()
+    with pytest.raises(UserError, match=rf"bl/tokenizer.json: token id {size - 1} \(.+\) is beyond") as err:
+        tokenizer_vocab(tmp_path / "bl", size - 1)
+    assert "\n" not in str(err.value)
+
+
+def test_a_bpe_without_byte_fallback_is_refused_in_one_line(tmp_path):
+    n = len(save_llama2_tokenizer(tmp_path / "tok", legacy=False)["vocab"])
+    file = tmp_path / "tok" / "tokenizer.json"
+    data = json.loads(file.read_text())
+    data["model"]["byte_fallback"] = False
+    file.write_text(json.dumps(data))
+    with pytest.raises(UserError, match="tok/tokenizer.json: a BPE without byte_fallback") as err:
+        tokenizer_vocab(tmp_path / "tok", n)
+    assert "<unk>" in str(err.value) and "\n" not in str(err.value)
