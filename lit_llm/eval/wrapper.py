@@ -104,7 +104,7 @@ class LitLLMEval(TemplateLM):
         self._device = next(self.gpt.parameters()).device
         self._max_length = int(max_length or self.gpt.config.max_seq_len)
         self._max_gen_toks = int(max_gen_toks)
-        self._warned_cap = False
+        self._warned_caps: set[int] = set()  # task limits already warned about
         self._batch_size = _parse_batch_size(batch_size)
         self.seed, self.progress, self.strategy = seed, progress, strategy
         if strategy is not None:
@@ -294,8 +294,8 @@ class LitLLMEval(TemplateLM):
         if max_gen_toks < self.max_length:
             return max_gen_toks
         half = self.max_length // 2
-        if not self._warned_cap:
-            self._warned_cap = True
+        if max_gen_toks not in self._warned_caps:
+            self._warned_caps.add(max_gen_toks)
             log.warning(
                 "lit-llm: a task asks for %d generated tokens, the context is %d; generating at most %d "
                 "(lm-eval's hf backend: --gen_kwargs max_gen_toks=%d)",

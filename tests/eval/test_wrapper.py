@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 
 import pytest
@@ -154,3 +155,25 @@ def test_windows_sharing_one_forward_pass_score_their_own_positions(gpt, tokeniz
     for (context, continuation), (logprob, _) in zip(windows, got):
         reference = direct_loglikelihood(gpt, context + continuation, len(continuation), L)[0]
         assert logprob == pytest.approx(reference, abs=1e-4)
+
+
+def test_a_limit_not_below_the_context_generates_half_of_it_from_the_last_tokens(tokenizer, caplog):
+    """max_length 32, max_gen_toks 64: 16 new tokens after the context's last 16, as lm-eval's `hf`
+    backend with --gen_kwargs max_gen_toks=16; one warning per limit, not per wrapper."""
+    gpt = tiny_gpt(tokenizer.vocab_size, max_seq_len=32)
+    context = "The quick brown fox jumps over the lazy dog. " * 4
+    ids = tokenizer.encode(context)
+    assert len(ids) > 16
+    lm = LitLLMEval(gpt, tokenizer, batch_size=2, progress=False)
+    with caplog.at_level(logging.WARNING, logger="lit_llm.eval.wrapper"):
+        (text,) = lm.generate_until(
+            requests("generate_until", [(context, {"until": [], "max_gen_toks": 64})])
+        )
+        lm.generate_until(requests("generate_until", [(context, {"until": [], "max_gen_toks": 64})]))
+        lm.generate_until(requests("generate_until", [(context, {"until": [], "max_gen_toks": 40})]))
+    out = gpt.generate(torch.tensor(ids[-16:]), 16, temperature=0.0, stop_tokens=tokenizer.eos_id)[16:]
+    assert len(out) == 16 and tokenizer.eos_id not in out.tolist()  # 16 tokens, not an early stop
+    assert text == tokenizer.decode(out.tolist())
+    warned = [r.getMessage() for r in caplog.records if "generated tokens" in r.getMessage()]
+    assert len(warned) == 2 and all("--gen_kwargs max_gen_toks=16" in w for w in warned), warned
+    assert "asks for 64" in warned[0] and "asks for 40" in warned[1]
