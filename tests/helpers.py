@@ -217,3 +217,36 @@ class StartWeights(Callback):
         Path(self.out, f"held-rank{trainer.global_rank}.json").write_text(json.dumps(share))
         if trainer.global_rank == 0:
             torch.save({n: p.detach().cpu() for n, p in full.items()}, Path(self.out, "start.pt"))
+
+
+def run_ranks(target, args: tuple, n: int = 2, timeout: float = 120) -> None:
+    """Fork `n` processes running `target(rank, *args)` and assert they all exit 0 within `timeout` seconds.
+
+    Stops waiting as soon as one fails, and ends those still running (a rank left blocked in a collective
+    would otherwise keep pytest from exiting)."""
+    import multiprocessing
+    import time
+    from multiprocessing.connection import wait
+
+    context = multiprocessing.get_context("fork")
+    procs = [context.Process(target=target, args=(rank, *args)) for rank in range(n)]
+    deadline = time.monotonic() + timeout
+    try:
+        for p in procs:
+            p.start()
+        running = list(procs)
+        while running and time.monotonic() < deadline:
+            wait([p.sentinel for p in running], timeout=deadline - time.monotonic())
+            running = [p for p in procs if p.exitcode is None]
+            if any(p.exitcode not in (None, 0) for p in procs):
+                break
+        codes = [p.exitcode for p in procs]
+        assert codes == [0] * n, f"rank exit codes {codes} (None: still running, ended after the others)"
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+                p.join(5)
+            if p.is_alive():
+                p.kill()
+                p.join()

@@ -5,11 +5,12 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import TINY, read_metrics, train_losses
+from tests.helpers import TINY, read_metrics, run_ranks, train_losses
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["--trainer.val_check_interval", "100", "--trainer.limit_val_batches", "2"]
@@ -185,3 +186,23 @@ def test_benchmark_eval_scores_the_gathered_model_of_a_model_parallel_run(data, 
     rows = read_metrics(run)
     bpb = [float(r["eval/perplexity/bits_per_byte"]) for r in rows if r.get("eval/perplexity/bits_per_byte")]
     assert len(bpb) == 2 and all(0 < b < 20 for b in bpb)
+
+
+def _fail_or_wait(rank: int, out: str) -> None:
+    """Rank 1 fails; rank 0 waits as in a collective whose peer is gone."""
+    Path(out, f"pid{rank}.tmp").write_text(str(os.getpid()))
+    os.replace(Path(out, f"pid{rank}.tmp"), Path(out, f"pid{rank}"))  # whole when seen
+    if rank == 1:
+        while not Path(out, "pid0").exists():
+            time.sleep(0.01)
+        raise RuntimeError("rank 1 fails")
+    time.sleep(60)
+
+
+def test_run_ranks_fails_at_once_and_ends_the_rank_left_waiting(tmp_path):
+    start = time.monotonic()
+    with pytest.raises(AssertionError, match=r"rank exit codes \[None, 1\]"):
+        run_ranks(_fail_or_wait, (str(tmp_path),))
+    assert time.monotonic() - start < 30
+    with pytest.raises(ProcessLookupError):  # ended and reaped
+        os.kill(int((tmp_path / "pid0").read_text()), 0)

@@ -10,6 +10,7 @@ starting from the source weights.
 from __future__ import annotations
 
 import copy
+import datetime
 import json
 import random
 import shutil
@@ -24,7 +25,7 @@ from lit_llm.hf_import import config_from_folder, load_weights, resolve_model
 from lit_llm.model import GPT
 from lit_llm.plot import read_metrics
 from lit_llm.tokenizer import load_tokenizer
-from tests.helpers import make_shard_folder
+from tests.helpers import make_shard_folder, run_ranks
 
 WORDS = [
     "the",
@@ -411,40 +412,33 @@ def _load_sharded(rank: int, init: str, folder: str, out: str) -> None:
     from lit_llm.parallel import apply_tensor_parallel, shard_with_fsdp2
 
     torch.set_num_threads(1)
-    torch.distributed.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
-    found = {}
-    for layout, shape in (("fsdp", (2,)), ("tp", (1, 2))):
-        names = ("data_parallel", "tensor_parallel")[: len(shape)]
-        mesh = init_device_mesh("cpu", shape, mesh_dim_names=names)
-        with torch.device("meta"):
-            gpt = GPT(config_from_folder(Path(folder)))
-        if layout == "tp":
-            apply_tensor_parallel(gpt, mesh)
-        shard_with_fsdp2(gpt, mesh)
-        read = load_weights(gpt, Path(folder), torch.device("cpu"))
-        full = {name: p.full_tensor() for name, p in gpt.named_parameters()}
-        found[layout] = {"read": read, "held": sum(p.to_local().numel() for p in gpt.parameters())}
-        if rank == 0:
-            torch.save(full, Path(out) / f"{layout}.pt")
-    Path(out, f"rank{rank}.json").write_text(json.dumps(found))
-    torch.distributed.destroy_process_group()
+    torch.distributed.init_process_group(
+        "gloo", init_method=init, rank=rank, world_size=2, timeout=datetime.timedelta(seconds=60)
+    )
+    try:
+        found = {}
+        for layout, shape in (("fsdp", (2,)), ("tp", (1, 2))):
+            names = ("data_parallel", "tensor_parallel")[: len(shape)]
+            mesh = init_device_mesh("cpu", shape, mesh_dim_names=names)
+            with torch.device("meta"):
+                gpt = GPT(config_from_folder(Path(folder)))
+            if layout == "tp":
+                apply_tensor_parallel(gpt, mesh)
+            shard_with_fsdp2(gpt, mesh)
+            read = load_weights(gpt, Path(folder), torch.device("cpu"))
+            full = {name: p.full_tensor() for name, p in gpt.named_parameters()}
+            found[layout] = {"read": read, "held": sum(p.to_local().numel() for p in gpt.parameters())}
+            if rank == 0:
+                torch.save(full, Path(out) / f"{layout}.pt")
+        Path(out, f"rank{rank}.json").write_text(json.dumps(found))
+    finally:
+        torch.distributed.destroy_process_group()
 
 
 @pytest.mark.slow
 def test_fsdp2_ranks_read_only_their_shards_and_assemble_the_model(model, tmp_path):
     """Two gloo ranks forked from the test process (no re-imports)."""
-    import multiprocessing
-
-    context = multiprocessing.get_context("fork")
-    init = f"file://{tmp_path}/process-group"
-    ranks = [
-        context.Process(target=_load_sharded, args=(r, init, str(model), str(tmp_path))) for r in range(2)
-    ]
-    for process in ranks:
-        process.start()
-    for process in ranks:
-        process.join(timeout=120)
-        assert process.exitcode == 0
+    run_ranks(_load_sharded, (f"file://{tmp_path}/process-group", str(model), str(tmp_path)))
     gpt = imported(model)
     expected, config = dict(gpt.named_parameters()), gpt.config
     padding = (config.padded_vocab_size - config.vocab_size) * config.d_model  # zero rows, in no file

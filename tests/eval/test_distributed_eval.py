@@ -7,8 +7,9 @@ on a loaded 2-core machine, so it runs when LIT_LLM_SLOW_TESTS=1.
 
 from __future__ import annotations
 
-import multiprocessing
+import datetime
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ from lit_llm.eval.config import EvalConfig
 from lit_llm.eval.runner import run_tasks
 from lit_llm.eval.wrapper import LitLLMEval
 from tests.eval.fixtures import callback_config, tiny_fit_args
-from tests.helpers import read_metrics
+from tests.helpers import read_metrics, run_ranks
 
 ROOT = Path(__file__).resolve().parents[2]
 TASKS = ["mmlu_anatomy", "perplexity", "gsm8k"]
@@ -43,31 +44,27 @@ class StrategyLike:
         dist.barrier()
 
 
-def _rank(rank: int, init: str, gpt, tokenizer, data_dir: Path, queue) -> None:
+def _rank(rank: int, init: str, gpt, tokenizer, data_dir: Path, out: Path) -> None:
+    """One of two gloo ranks: the tasks through torch.distributed, then a Lightning-style strategy; each
+    results dict (None off rank 0) pickled to OUT/rank{rank}.pkl."""
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+    dist.init_process_group(
+        "gloo", init_method=init, rank=rank, world_size=2, timeout=datetime.timedelta(seconds=60)
+    )
     try:
-        for strategy in (None, StrategyLike()):  # torch.distributed directly, then a Lightning-style strategy
+        found = []
+        for strategy in (None, StrategyLike()):
             lm = LitLLMEval(gpt, tokenizer, batch_size=2, max_gen_toks=8, strategy=strategy, progress=False)
             results = run_tasks(lm, EvalConfig(tasks=TASKS, limit=LIMIT, data_dir=data_dir, progress=False))
-            queue.put((rank, results["results"] if results else None))
+            found.append((rank, results["results"] if results else None))
+        (out / f"rank{rank}.pkl").write_bytes(pickle.dumps(found))
     finally:
         dist.destroy_process_group()
 
 
 def test_two_ranks_give_the_one_process_scores(gpt, tokenizer, eval_data, tmp_path):
-    ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue()
-    procs = [
-        ctx.Process(target=_rank, args=(r, f"file://{tmp_path}/pg", gpt, tokenizer, eval_data, queue))
-        for r in range(2)
-    ]
-    for p in procs:
-        p.start()
-    outputs = [queue.get(timeout=120) for _ in range(4)]
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
+    run_ranks(_rank, (f"file://{tmp_path}/pg", gpt, tokenizer, eval_data, tmp_path))
+    outputs = [o for r in range(2) for o in pickle.loads((tmp_path / f"rank{r}.pkl").read_bytes())]
     expected = run_tasks(
         LitLLMEval(gpt, tokenizer, batch_size=2, max_gen_toks=8, progress=False),
         EvalConfig(tasks=TASKS, limit=LIMIT, data_dir=eval_data, progress=False),
