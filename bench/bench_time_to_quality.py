@@ -26,6 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
+RECIPE_LR = {"adamw": 4e-3, "muon": 2e-3}  # AdamW's peak LR per optimizer kind (docs/training_recipe.md)
 STARTED = [time.perf_counter()]  # the clock of the recipe being run (restarted for each sampler)
 
 
@@ -122,7 +123,7 @@ def fit_command(
         "--model.arch.max_seq_len",
         str(args.seq_len),
         "--model.optimizer.lr",
-        str(args.lr),
+        str(args.lr or RECIPE_LR[optimizer]),
         "--model.optimizer.weight_decay",
         str(args.weight_decay),
         "--model.optimizer.embedding_lr",
@@ -183,18 +184,23 @@ def parse_args(argv=None):
     p.add_argument("--d_model", type=int, default=128)
     p.add_argument("--seq_len", type=int, default=128)
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--lr", type=float, default=4e-3)
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="AdamW's LR (default: 4e-3 for every weight with adamw, 2e-3 for the LM head and norms with muon)",
+    )
     p.add_argument("--muon_lr", type=float, default=0.02, help="Muon's learning rate (with --optimizer muon)")
-    p.add_argument("--schedule", default="cosine", help="LR schedule: cosine, wsd, constant")
+    p.add_argument("--schedule", default="wsd", help="LR schedule: cosine, wsd, constant")
     p.add_argument("--warmup", type=int, default=100, help="warm-up steps (at most a tenth of the run)")
-    p.add_argument("--min_lr_ratio", type=float, default=0.1, help="final LR as a fraction of the peak")
-    p.add_argument("--decay_fraction", type=float, default=0.2, help="wsd: share of the run spent decaying")
-    p.add_argument("--embedding_lr", type=float, default=None, help="the token embedding's LR (default: --lr)")
+    p.add_argument("--min_lr_ratio", type=float, default=0.0, help="final LR as a fraction of the peak")
+    p.add_argument("--decay_fraction", type=float, default=0.4, help="wsd: share of the run spent decaying")
+    p.add_argument("--embedding_lr", type=float, default=0.05, help="the token embedding's LR (0: --lr)")
     p.add_argument("--weight_decay", type=float, default=0.1, help="AdamW's weight decay")
     p.add_argument("--muon_weight_decay", type=float, default=0.0, help="Muon's weight decay")
     p.add_argument("--n_kv_head", type=int, default=None, help="key/value heads (default: n_head)")
     p.add_argument("--tie_embeddings", action="store_true", help="share the embedding and the LM head")
-    p.add_argument("--optimizer", default="adamw", help="optimizers to run, comma-separated (adamw, muon)")
+    p.add_argument("--optimizer", default="muon", help="optimizers to run, comma-separated (adamw, muon)")
     p.add_argument(
         "--steps",
         type=int,
@@ -260,7 +266,7 @@ def main() -> None:
     ]
     print(
         f"model {args.n_layer}x{args.d_model}, ctx {args.seq_len}, batch {args.batch}, BPE vocab "
-        f"{results[0]['vocab']}, lr {args.lr} (AdamW), muon_lr {args.muon_lr}, {args.schedule} schedule, "
+        f"{results[0]['vocab']}, lr {args.lr or RECIPE_LR} (AdamW), embedding lr {args.embedding_lr}, muon_lr {args.muon_lr}, {args.schedule} schedule, "
         f"warm-up {args.warmup}, budget {args.budget:.0f} s per run"
     )
     print(

@@ -57,7 +57,7 @@ def fit_args(out: Path, data: Path, max_steps: int, max_minutes: float) -> list[
 def demo_command(
     out: str = "runs/demo",
     vocab_size: int = 4096,
-    max_steps: int = 1000,
+    max_steps: int = 960,
     max_minutes: float = 8.0,
     max_chars: int = 8_000_000,
     prompt: str = "def main():",
