@@ -31,9 +31,9 @@ import torch
 from lit_llm.errors import UserError
 from lit_llm.gguf_sentencepiece import (
     add_sentencepiece_vocab,
-    check_id,
     is_sentencepiece,
     sentencepiece_vocab,
+    token_list,
 )
 from lit_llm.hf import make_readable
 from lit_llm.model import GPT
@@ -134,17 +134,8 @@ def tokenizer_vocab(tokenizer_dir: str | Path, vocab_size: int) -> dict:
         )
     if is_sentencepiece(data):
         return sentencepiece_vocab(tokenizer_dir, data, vocab_size)
-    tokens: list[str | None] = [None] * vocab_size
-    special = {}
-    for token, i in model["vocab"].items():
-        check_id(file, i, token, vocab_size)
-        tokens[i] = token
-    for added in data.get("added_tokens", []):
-        check_id(file, added["id"], added["content"], vocab_size)
-        tokens[added["id"]] = added["content"]
-        special[added["content"]] = added["id"]
-    if any(t is None for t in tokens):
-        raise UserError(f"{file}: ids missing from the vocabulary (the model has {vocab_size} rows)")
+    tokens = token_list(file, data, vocab_size)
+    special = {added["content"]: added["id"] for added in data.get("added_tokens", [])}
     merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
     config_file = Path(tokenizer_dir) / "tokenizer_config.json"
     config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.exists() else {}

@@ -18,14 +18,13 @@ lists its merges in the order of sentencepiece's scores); tokens no merge makes 
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from lit_llm.errors import UserError
+from lit_llm.tokenizer import BYTE_TOKEN
 
 SPACE = "\u2581"  # "▁", sentencepiece's space
 BYTE_TOKENS = [f"<0x{b:02X}>" for b in range(256)]
-_BYTE = re.compile(r"^<0x[0-9A-F]{2}>$")
 _SPACE_NORMALIZERS = ("Prepend", "Replace")  # Llama 2's: "▁" in front, spaces to "▁"
 
 
@@ -75,16 +74,8 @@ def sentencepiece_vocab(tokenizer_dir: str | Path, data: dict, vocab_size: int) 
             f"{file}: a BPE without byte_fallback: transformers turns characters outside the vocabulary into "
             f"{model.get('unk_token')} where llama.cpp spells them in byte tokens, so the ids would differ"
         )
-    tokens: list[str | None] = [None] * vocab_size
-    for token, i in model["vocab"].items():
-        check_id(file, i, token, vocab_size)
-        tokens[i] = token
+    tokens = token_list(file, data, vocab_size)
     added = {a["id"]: a for a in data.get("added_tokens", [])}
-    for i, a in added.items():
-        check_id(file, i, a["content"], vocab_size)
-        tokens[i] = a["content"]
-    if any(t is None for t in tokens):
-        raise UserError(f"{file}: ids missing from the vocabulary (the model has {vocab_size} rows)")
     missing = set(BYTE_TOKENS) - set(tokens)
     if missing:
         raise UserError(
@@ -126,6 +117,22 @@ def sentencepiece_vocab(tokenizer_dir: str | Path, data: dict, vocab_size: int) 
     }
 
 
+def token_list(file: Path, data: dict, vocab_size: int) -> list[str]:
+    """tokenizer.json's tokens (vocabulary, then added tokens) in id order, one per embedding row; a one-line
+    `UserError` for an id beyond the rows or a row without a token."""
+    tokens: list[str | None] = [None] * vocab_size
+    pairs = [
+        *data["model"]["vocab"].items(),
+        *((a["content"], a["id"]) for a in data.get("added_tokens", [])),
+    ]
+    for token, i in pairs:
+        check_id(file, i, token, vocab_size)
+        tokens[i] = token
+    if any(t is None for t in tokens):
+        raise UserError(f"{file}: ids missing from the vocabulary (the model has {vocab_size} rows)")
+    return tokens
+
+
 def check_id(file: Path, i: int, token: str, vocab_size: int) -> None:
     """A one-line `UserError` for a token id the model has no embedding row for."""
     if i >= vocab_size:
@@ -137,7 +144,7 @@ def _token_type(token: str, added: dict | None, unk: str | None) -> str:
         return "unknown"
     if added is not None:
         return "control" if added.get("special") else "user_defined"
-    return "byte" if _BYTE.match(token) else "normal"
+    return "byte" if BYTE_TOKEN.match(token) else "normal"
 
 
 def add_sentencepiece_vocab(gguf, writer, vocab: dict) -> None:

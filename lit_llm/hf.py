@@ -22,12 +22,10 @@ from pathlib import Path
 import torch
 
 from lit_llm.model import GPT, ModelConfig
-from lit_llm.tokenizer import HF_TOKENIZER_FILES as TOKENIZER_FILES
+from lit_llm.tokenizer import HF_TOKENIZER_FILES
 
-LLAMA_TYPES = (
-    "llama",
-    "mistral",
-)  # Hugging Face model types with GPT's architecture (Mistral: no sliding window)
+# Hugging Face model types with GPT's architecture (Mistral: without sliding window)
+LLAMA_TYPES = ("llama", "mistral")
 
 # GPT parameter name -> HF LlamaForCausalLM name; "{i}" is the layer index.
 _BLOCK_NAMES = {
@@ -226,15 +224,11 @@ def save_hf(
     return out_dir
 
 
-def generation_config(eos_id: int | None, pad_id: int | None, bos_id: int | None = None):
+def generation_config(eos_id: int | None, pad_id: int | None, bos_id: int | None):
     """generation_config.json: the ids `generate` stops at and pads with (a base model: no sampling defaults)."""
     from transformers import GenerationConfig
 
-    ids = {
-        "bos_token_id": eos_id if bos_id is None else bos_id,
-        "eos_token_id": eos_id,
-        "pad_token_id": pad_id,
-    }
+    ids = {"bos_token_id": bos_id, "eos_token_id": eos_id, "pad_token_id": pad_id}
     return GenerationConfig(**{k: v for k, v in ids.items() if v is not None})
 
 
@@ -255,7 +249,7 @@ def export_tokenizer_config(config: dict, model_max_length: int) -> dict:
 def copy_tokenizer(tokenizer_dir: str | Path, out_dir: Path, model_max_length: int) -> None:
     """The tokenizer files of `tokenizer_dir` into `out_dir`, tokenizer_config.json completed for inference."""
     src = Path(tokenizer_dir)
-    for name in TOKENIZER_FILES:
+    for name in HF_TOKENIZER_FILES:
         if (src / name).exists() and name != "tokenizer_config.json":
             shutil.copyfile(src / name, out_dir / name)
     config_file = src / "tokenizer_config.json"

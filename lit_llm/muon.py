@@ -132,9 +132,8 @@ class MuonAdamW(Optimizer):
             buf.lerp_(p.grad, 1 - momentum)  # B = momentum B + (1 - momentum) g
             update = p.grad.lerp(buf, momentum) if group["nesterov"] else buf
             by_shape.setdefault((tuple(p.shape), p.device, p.dtype), []).append((p, update))
-        for (
-            pairs
-        ) in by_shape.values():  # matrices of one shape in one batched iteration: fewer, larger matmuls
+        # matrices of one shape in one batched iteration: fewer, larger matmuls
+        for pairs in by_shape.values():
             stacked = torch.stack([update for _, update in pairs])  # (k, rows, cols)
             directions = orthogonalize(stacked, group["ns_steps"], dtype=getattr(torch, group["ns_dtype"]))
             for (p, _), direction in zip(pairs, directions):

@@ -92,13 +92,16 @@ def adamw_groups(model: GPT, params, cfg: OptimizerConfig) -> list[dict]:
     gets its own group when `embedding_lr` is set (a tied embedding is the LM head: it stays with lr)."""
     embed = model.embed.weight
     own_group = cfg.embedding_lr is not None and not model.config.tie_embeddings
-    decay = [p for p in params if p.dim() >= 2 and p is not embed]
-    no_decay = [p for p in params if not (p.dim() >= 2 and p is not embed) and not (own_group and p is embed)]
+    decay, no_decay, embedding = [], [], []
+    for p in params:
+        if p is embed:
+            (embedding if own_group else no_decay).append(p)
+        else:
+            (decay if p.dim() >= 2 else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if own_group:
-        groups.append({"params": [p for p in params if p is embed], "weight_decay": 0.0, "lr": cfg.embedding_lr})
+    if embedding:
+        groups.append({"params": embedding, "weight_decay": 0.0, "lr": cfg.embedding_lr})
     return groups
-
 
 
 def trainable_parameters(model: GPT) -> list[torch.nn.Parameter]:

@@ -60,7 +60,7 @@ PATTERNS = {
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "report.json")
 # Files of a Hugging Face model's tokenizer that travel with it (data folders, exports); weights never do.
 HF_TOKENIZER_FILES = (*TOKENIZER_FILES[:3], "tokenizer.model", "added_tokens.json", "chat_template.jinja")
-_BYTE_TOKEN = re.compile(r"^<0x[0-9A-Fa-f]{2}>$")  # SentencePiece byte fallback
+BYTE_TOKEN = re.compile(r"^<0x[0-9A-Fa-f]{2}>$")  # SentencePiece byte fallback
 _SPECIAL_RULE = re.compile(r"^[<\[]\S+[>\]]$")
 
 
@@ -170,7 +170,7 @@ class Tokenizer:
                 lengths[i] = len(token)
             else:
                 lengths[i] = (
-                    1 if _BYTE_TOKEN.match(token) else len(token.replace("\u2581", " ").encode("utf-8"))
+                    1 if BYTE_TOKEN.match(token) else len(token.replace("\u2581", " ").encode("utf-8"))
                 )
         return lengths
 

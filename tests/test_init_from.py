@@ -25,28 +25,10 @@ from lit_llm.hf_import import config_from_folder, load_weights, resolve_model
 from lit_llm.model import GPT
 from lit_llm.plot import read_metrics
 from lit_llm.tokenizer import load_tokenizer
+from tests.eval.fixtures import WORDS as FIXTURE_WORDS
 from tests.helpers import make_shard_folder, run_ranks
 
-WORDS = [
-    "the",
-    "quick",
-    "brown",
-    "fox",
-    "jumps",
-    "over",
-    "a",
-    "lazy",
-    "dog",
-    "café",
-    "naïve",
-    "stitch",
-    "in",
-    "time",
-    "saves",
-    "nine",
-    "river",
-    "stone",
-]
+WORDS = [*FIXTURE_WORDS, "café", "naïve", "river", "stone"]  # accents: bytes of two per character
 LLAMA3_ROPE = {
     "rope_type": "llama3",
     "factor": 8.0,

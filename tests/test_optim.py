@@ -49,7 +49,9 @@ def test_embedding_lr_gives_the_embedding_its_own_group_and_the_schedule_scales_
     assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
     scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5)
     assert embedding[0]["lr"] == 0.1 and scheduler.get_last_lr()
-    tied = GPT(ModelConfig(vocab_size=100, n_layer=1, n_head=2, d_model=32, max_seq_len=16, tie_embeddings=True))
+    tied = GPT(
+        ModelConfig(vocab_size=100, n_layer=1, n_head=2, d_model=32, max_seq_len=16, tie_embeddings=True)
+    )
     groups = build_optimizer(tied, OptimizerConfig(kind=kind, lr=3e-3, embedding_lr=0.2)).param_groups
     assert all(g["lr"] != 0.2 for g in groups)  # a tied embedding is the LM head: it keeps lr
 

@@ -55,15 +55,17 @@ class TrainWindows(IterableDataset):
         self.seed, self.start, self.rank, self.world_size = seed, start, rank, world_size
         self.skips, self.pad_id, self.sampling, self.eos_id = skips, pad_id, sampling, eos_id
         self.source_tokens = [s.num_tokens for s in sources]
-        self.epoch_windows = np.asarray([epoch_window_count(n, seq_len) for n in self.source_tokens])
+        # windows per source, computed once
+        self.epoch_window_list = [epoch_window_count(n, seq_len) for n in self.source_tokens]
+        self.epoch_windows = np.asarray(self.epoch_window_list)
 
     def window_offsets(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(source id, first token) of the window of each global sample index."""
         if self.sampling == "random":
             return choose_windows(self.seed, indices, self.source_tokens, self.weights, self.seq_len + 1)
-        windows = self.epoch_windows  # per source, computed once
-        source, window, epoch = epoch_windows(self.seed, indices, windows.tolist(), self.weights)
-        free = np.asarray(self.source_tokens)[source] - windows[source] * self.seq_len  # shifts that fit
+        source, window, epoch = epoch_windows(self.seed, indices, self.epoch_window_list, self.weights)
+        # shifts that fit
+        free = np.asarray(self.source_tokens)[source] - self.epoch_windows[source] * self.seq_len
         shift = epoch_shift(self.seed, source, epoch, np.minimum(free, self.seq_len))
         return source, window * self.seq_len + shift
 
