@@ -7,9 +7,13 @@
 
 The clock starts when this script starts and covers: splitting the text (first 90% train, last
 10% validation, as nanoGPT splits it), training the BPE tokenizer on the training part,
-`lit-llm data prepare` (no quality filters: verse is not web prose), a few calibration steps
-that size the run to the budget, `lit-llm fit` as a fresh process (start-up, data, training,
-final validation over the whole held-out 10%), then reading `val/bpb` from its metrics.
+`lit-llm data prepare` (no quality filters: verse is not web prose), a few timed steps that
+estimate the run's length (its warm-up is at most a tenth of it), `lit-llm fit` as a fresh process
+(start-up, data, training, final validation over the whole held-out 10%), then reading `val/bpb`
+from its metrics. The fit trains for the seconds left (`--trainer.max_time`: the budget less what
+came before and `--reserve` for start-up and the final validation) with its LR schedule on the
+time clock (`--model.schedule.clock time`), so it decays to zero as the time runs out however fast
+the machine is that minute; `--steps N` trains exactly N steps on the step clock instead.
 References on this machine: nanoGPT's CPU recipe 2.72 bpb in 200 s; litgpt 0.5.13 2.28 bpb in 207 s.
 """
 
@@ -98,9 +102,14 @@ def step_seconds(args, vocab: int, optimizer: str) -> float:
 
 
 def fit_command(
-    args, data: Path, steps: int, run: Path, sampling: str, optimizer: str, seed: int
+    args, data: Path, steps: int, run: Path, sampling: str, optimizer: str, seed: int, seconds: int | None
 ) -> list[str]:
-    """The recipe's `lit-llm fit` command line (a fresh process) for `steps` optimizer steps."""
+    """The recipe's `lit-llm fit` command line (a fresh process): `steps` optimizer steps, or with `seconds`
+    as many as that many seconds of training hold (the LR schedule on the time clock; `steps` an estimate
+    that sizes the warm-up, and three times it a cap)."""
+    timed = [] if seconds is None else ["--trainer.max_time", f"00:00:{seconds // 60:02d}:{seconds % 60:02d}"]
+    timed += ["--model.schedule.clock", "steps" if seconds is None else "time"]
+    cap = steps if seconds is None else 3 * steps
     return [
         sys.executable,
         "-m",
@@ -130,6 +139,8 @@ def fit_command(
         str(args.embedding_lr) if args.embedding_lr else "null",
         "--model.optimizer.muon_weight_decay",
         str(args.muon_weight_decay),
+        "--model.arch.dropout",
+        str(args.dropout),
         "--model.arch.n_kv_head",
         str(args.n_kv_head or args.n_head),
         "--model.arch.tie_embeddings",
@@ -155,9 +166,10 @@ def fit_command(
         "--trainer.accelerator",
         "cpu",
         "--trainer.max_steps",
-        str(steps),
+        str(cap),
         "--trainer.val_check_interval",
-        str(steps),
+        str(cap),
+        *timed,
         "--trainer.limit_val_batches",
         "1.0",
         "--trainer.gradient_clip_val",
@@ -198,6 +210,7 @@ def parse_args(argv=None):
     p.add_argument("--embedding_lr", type=float, default=0.05, help="the token embedding's LR (0: --lr)")
     p.add_argument("--weight_decay", type=float, default=0.1, help="AdamW's weight decay")
     p.add_argument("--muon_weight_decay", type=float, default=0.0, help="Muon's weight decay")
+    p.add_argument("--dropout", type=float, default=0.0, help="dropout on attention and residual branches")
     p.add_argument("--n_kv_head", type=int, default=None, help="key/value heads (default: n_head)")
     p.add_argument("--tie_embeddings", action="store_true", help="share the embedding and the LM head")
     p.add_argument("--optimizer", default="muon", help="optimizers to run, comma-separated (adamw, muon)")
@@ -214,7 +227,10 @@ def parse_args(argv=None):
         help="data samplers to run, comma-separated (epoch, random); each gets the whole budget in turn",
     )
     p.add_argument(
-        "--reserve", type=float, default=22.0, help="seconds kept for fit start-up and the final validation"
+        "--reserve",
+        type=float,
+        default=14.0,
+        help="seconds kept for fit start-up (~7) and the final validation (~4): not given to training",
     )
     return p.parse_args(argv)
 
@@ -227,8 +243,11 @@ def run_recipe(args, sampling: str, optimizer: str, seed: int) -> dict:
     vocab = json.loads((data / "manifest.json").read_text())["vocab_size"]
     prepared_at = elapsed()
     per_step = step_seconds(args, vocab, optimizer)
-    steps = args.steps or max(10, int((args.budget - elapsed() - args.reserve) / per_step))
-    cmd = fit_command(args, data, steps, tmp / "run", sampling, optimizer, seed)
+    seconds = int(args.budget - elapsed() - args.reserve)
+    steps = args.steps or max(10, int(seconds / per_step))
+    cmd = fit_command(
+        args, data, steps, tmp / "run", sampling, optimizer, seed, None if args.steps else seconds
+    )
     proc = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(proc.stderr[-3000:])
@@ -237,6 +256,7 @@ def run_recipe(args, sampling: str, optimizer: str, seed: int) -> dict:
 
     rows = read_metrics(tmp / "run")
     bpb = [float(r["val/bpb"]) for r in rows if r.get("val/bpb")]
+    steps = max(int(r["step"]) for r in rows if r.get("train/loss")) + 1 if not args.steps else steps
     loss = [float(r["val/loss"]) for r in rows if r.get("val/loss")]
     sampled = [line for line in proc.stderr.splitlines() if line.startswith("data: ")]
     return dict(

@@ -42,6 +42,7 @@ from lit_llm.parallel import (
     shard_with_fsdp2,
 )
 from lit_llm.rng_state import capture_rng_state, restore_rng_state
+from lit_llm.time_budget import SpentTime
 
 
 def total_gradient_norm(parameters) -> torch.Tensor:
@@ -334,13 +335,16 @@ class LitLLM(LightningModule):
 
     def configure_optimizers(self):
         optimizer = build_optimizer(self.model, self.optimizer_config)
-        total = self.schedule_config.total_steps or self.trainer.max_steps
-        if total is None or total < 1:
+        total = self.schedule_config.total_steps or self.trainer.max_steps or -1
+        spent = SpentTime(self.trainer) if self.schedule_config.clock == "time" else None
+        if total < 1 and spent is None:
             raise UserError(
                 "set trainer.max_steps (or model.schedule.total_steps): the LR schedule needs a length"
+                " (or model.schedule.clock time with trainer.max_time)"
             )
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: lr_factor(step, total, self.schedule_config)
+            optimizer,
+            lambda step: lr_factor(step, total, self.schedule_config, spent(step) if spent else None),
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

@@ -69,14 +69,28 @@ class ScheduleConfig:
     """wsd only: fraction of total steps spent in the final decay."""
     total_steps: int | None = None
     """Steps the schedule spans (default: trainer.max_steps)."""
+    clock: Literal["steps", "time"] = "steps"
+    """steps: the schedule advances with optimizer steps over total_steps. time: it advances with whichever is
+    further on, the steps or the training time elapsed over trainer.max_time, so a run bounded by wall clock
+    ends its decay as its time runs out (the LR then depends on the machine's speed; warm-up stays in steps)."""
 
 
-def lr_factor(step: int, total: int, cfg: ScheduleConfig) -> float:
-    """Multiplier of the peak LR at optimizer step `step` (0-based)."""
+def lr_factor(step: int, total: int, cfg: ScheduleConfig, time_fraction: float | None = None) -> float:
+    """Multiplier of the peak LR at optimizer step `step` (0-based) of `total` (<= 0: no step bound, clock
+    "time"). With `time_fraction` (the share of trainer.max_time spent) the schedule is as far on as the
+    further of the two: the smaller multiplier, since both decay."""
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
     if cfg.kind == "constant":
         return 1.0
+    by_steps = steps_lr_factor(step, total, cfg) if total > 0 else 1.0
+    if time_fraction is None:
+        return by_steps
+    return min(by_steps, fraction_lr_factor(time_fraction, cfg))
+
+
+def steps_lr_factor(step: int, total: int, cfg: ScheduleConfig) -> float:
+    """The decay after warm-up, by optimizer steps."""
     if cfg.kind == "cosine":
         progress = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
         return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
@@ -84,6 +98,17 @@ def lr_factor(step: int, total: int, cfg: ScheduleConfig) -> float:
     if step < decay_start:
         return 1.0
     progress = min(1.0, (step - decay_start) / max(1, total - decay_start))
+    return 1.0 - (1 - cfg.min_lr_ratio) * progress
+
+
+def fraction_lr_factor(fraction: float, cfg: ScheduleConfig) -> float:
+    """The decay after warm-up at `fraction` of the run (0 to 1), as the clock "time" measures it."""
+    fraction = min(1.0, max(0.0, fraction))
+    if cfg.kind == "cosine":
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * fraction))
+    if fraction < 1 - cfg.decay_fraction:
+        return 1.0
+    progress = (fraction - (1 - cfg.decay_fraction)) / max(cfg.decay_fraction, 1e-9)
     return 1.0 - (1 - cfg.min_lr_ratio) * progress
 
 

@@ -265,6 +265,50 @@ def test_lr_schedules():
     assert lr_factor(50, 100, wsd) == 1.0 and lr_factor(90, 100, wsd) == pytest.approx(0.5)
 
 
+def test_lr_schedule_on_the_time_clock_follows_the_further_of_steps_and_time():
+    wsd = ScheduleConfig(kind="wsd", warmup_steps=10, decay_fraction=0.4, min_lr_ratio=0.0, clock="time")
+    assert lr_factor(5, 100, wsd, time_fraction=0.9) == pytest.approx(0.6)  # warm-up stays in steps
+    assert lr_factor(20, 100, wsd, time_fraction=0.8) == pytest.approx(0.5)  # time is further on
+    assert lr_factor(80, 100, wsd, time_fraction=0.1) == pytest.approx(lr_factor(80, 100, wsd))  # steps are
+    assert (
+        lr_factor(20, -1, wsd, time_fraction=0.5) == 1.0 and lr_factor(20, -1, wsd, time_fraction=1.2) == 0.0
+    )
+    cos = ScheduleConfig(kind="cosine", warmup_steps=0, min_lr_ratio=0.1, clock="time")
+    assert lr_factor(1, -1, cos, time_fraction=0.5) == pytest.approx(0.55)
+
+
+def test_a_run_bounded_by_time_ends_its_decay_as_the_time_runs_out(data, tmp_path, capsys):
+    """clock time: a run with far more steps allowed than 4 s holds stops on max_time with its LR decayed."""
+    run = tmp_path / "run"
+    clock = ["--model.schedule.kind", "wsd", "--model.schedule.decay_fraction", "0.5"]
+    clock += ["--model.schedule.min_lr_ratio", "0", "--model.schedule.clock", "time"]
+    bound = ["--trainer.max_steps", "100000", "--trainer.val_check_interval", "100000"]
+    main(["fit", *TINY, "--data.path", str(data), "--trainer.default_root_dir", str(run), *clock, *bound,
+          "--trainer.max_time", "00:00:00:04", "--trainer.enable_checkpointing", "false"])  # fmt: skip
+    lrs = [float(r["train/lr"]) for r in read_metrics(run) if r.get("train/lr")]
+    assert 20 < len(lrs) < 100000 and max(lrs) == pytest.approx(0.01)
+    after_warmup = lrs[3:]
+    assert all(b <= a + 1e-12 for a, b in zip(after_warmup, after_warmup[1:]))  # decays, never rises
+    assert after_warmup[len(after_warmup) // 4] == pytest.approx(0.01) and lrs[-1] < 0.001
+    assert any(r.get("val/bpb") for r in read_metrics(run))  # the time stop still validates
+    with pytest.raises(SystemExit):
+        main(
+            [
+                "fit",
+                *TINY,
+                "--data.path",
+                str(data),
+                "--trainer.default_root_dir",
+                str(tmp_path / "r2"),
+                *clock,
+            ]
+        )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith(
+        "model.schedule.clock time needs trainer.max_time (the wall-clock budget the schedule spans)"
+    )
+
+
 def test_weight_decay_groups_exclude_norms_and_embeddings():
     module = LitLLM(vocab_size=100)
     decay, no_decay = adamw_groups(module.model, trainable_parameters(module.model), OptimizerConfig())

@@ -20,6 +20,7 @@ from typing import Literal
 import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
+from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
@@ -220,7 +221,8 @@ class LitDataModule(LightningDataModule):
         for name, share, windows in zip(self.source_names, self.source_shares(), self.source_windows):
             part = f"{name} {share:.1%} of samples, {windows:,} windows of {self.seq_len + 1} tokens"
             if run_samples:
-                part += f", {planned[name]:.2f} epochs in {steps:,} steps"
+                bound = "at most " if self.time_bounded() else ""
+                part += f", {bound}{planned[name]:.2f} epochs in {bound}{steps:,} steps"
             parts.append(part)
         how = (
             "epoch sampling (each window once per epoch, reshuffled every epoch)"
@@ -229,6 +231,11 @@ class LitDataModule(LightningDataModule):
         )
         mask = "; document masking on" if self.document_mask else ""
         return f"data: {how}{mask}: " + "; ".join(parts)
+
+    def time_bounded(self) -> bool:
+        """Whether the Trainer has a max_time (its Timer), which may end the run before max_steps."""
+        callbacks = getattr(self.trainer, "callbacks", None) or []
+        return any(isinstance(c, Timer) and c.time_remaining("train") is not None for c in callbacks)
 
     def train_dataloader(self) -> TrainStream:
         return TrainStream(self)
