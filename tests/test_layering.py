@@ -34,6 +34,7 @@ LAYERS = [
         "lit_llm.plot",
         "lit_llm.parallel",
         "lit_llm.optim",
+        "lit_llm.time_budget",
     ],
     [
         "lit_llm.module",
