@@ -32,11 +32,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
-RECIPE_LR = {"adamw": 4e-3, "muon": 2e-3}  # AdamW's peak LR per optimizer kind (docs/training_recipe.md)
-RECIPE_WD = {
-    "adamw": 0.1,
-    "muon": 0.3,
-}  # AdamW's weight decay per optimizer kind (the LM head only with muon)
+# AdamW's peak LR and weight decay per optimizer kind (with muon: the LM head, norms; docs/training_recipe.md)
+RECIPE = {"adamw": {"lr": 4e-3, "weight_decay": 0.1}, "muon": {"lr": 2e-3, "weight_decay": 0.3}}
 STARTED = [time.perf_counter()]  # the clock of the recipe being run (restarted for each sampler)
 
 
@@ -110,6 +107,12 @@ def step_seconds(args, vocab: int, optimizer: str) -> float:
     return sorted(times[2:])[len(times[2:]) // 2] * 1.08  # fit adds logging, clipping and data
 
 
+def adamw_setting(args, name: str, optimizer: str) -> float:
+    """AdamW's `name` (lr, weight_decay): the flag when given, else the recipe's value for `optimizer`."""
+    value = getattr(args, name)
+    return RECIPE[optimizer][name] if value is None else value
+
+
 def fit_command(
     args, data: Path, steps: int, run: Path, sampling: str, optimizer: str, seed: int, seconds: int | None
 ) -> list[str]:
@@ -141,9 +144,9 @@ def fit_command(
         "--model.arch.max_seq_len",
         str(args.seq_len),
         "--model.optimizer.lr",
-        str(args.lr or RECIPE_LR[optimizer]),
+        str(adamw_setting(args, "lr", optimizer)),
         "--model.optimizer.weight_decay",
-        str(RECIPE_WD[optimizer] if args.weight_decay is None else args.weight_decay),
+        str(adamw_setting(args, "weight_decay", optimizer)),
         "--model.optimizer.embedding_lr",
         str(args.embedding_lr) if args.embedding_lr else "null",
         "--model.optimizer.muon_weight_decay",
@@ -298,10 +301,15 @@ def main() -> None:
         for optimizer in args.optimizer.split(",")
         for seed in args.seeds.split(",")
     ]
+    adamw = "; ".join(
+        f"{k}: lr {adamw_setting(args, 'lr', k)}, weight decay {adamw_setting(args, 'weight_decay', k)}"
+        for k in args.optimizer.split(",")
+    )
     print(
         f"model {args.n_layer}x{args.d_model}, ctx {args.seq_len}, batch {args.batch}, BPE vocab "
-        f"{results[0]['vocab']}, lr {args.lr or RECIPE_LR} (AdamW), weight decay {RECIPE_WD if args.weight_decay is None else args.weight_decay} (AdamW) / {args.muon_weight_decay} (Muon), embedding lr {args.embedding_lr}, muon_lr {args.muon_lr}, {args.schedule} schedule, "
-        f"warm-up {args.warmup}, budget {args.budget:.0f} s per run"
+        f"{results[0]['vocab']}; AdamW ({adamw}); embedding lr {args.embedding_lr}; muon_lr {args.muon_lr}, "
+        f"muon weight decay {args.muon_weight_decay}; {args.schedule} schedule, warm-up {args.warmup}, "
+        f"budget {args.budget:.0f} s per run"
     )
     print(
         f"{'sampler':<8} {'optim':<6} {'seed':>5} {'steps':>6} {'ms/step':>8} {'prepared':>9} {'total':>7} "

@@ -83,32 +83,34 @@ def lr_factor(step: int, total: int, cfg: ScheduleConfig, time_fraction: float |
         return (step + 1) / cfg.warmup_steps
     if cfg.kind == "constant":
         return 1.0
-    by_steps = steps_lr_factor(step, total, cfg) if total > 0 else 1.0
+    by_steps = decayed(decay_progress_by_steps(step, total, cfg), cfg) if total > 0 else 1.0
     if time_fraction is None:
         return by_steps
-    return min(by_steps, fraction_lr_factor(time_fraction, cfg))
+    return min(by_steps, decayed(decay_progress_by_time(time_fraction, cfg), cfg))
 
 
-def steps_lr_factor(step: int, total: int, cfg: ScheduleConfig) -> float:
-    """The decay after warm-up, by optimizer steps."""
+def decay_progress_by_steps(step: int, total: int, cfg: ScheduleConfig) -> float:
+    """How far through its decay the schedule is at `step` of `total` (cosine: from the end of warm-up;
+    wsd: from the last decay_fraction of the steps; negative before the decay starts)."""
     if cfg.kind == "cosine":
-        progress = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
-        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+        return (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
     decay_start = int(total * (1 - cfg.decay_fraction))
-    if step < decay_start:
-        return 1.0
-    progress = min(1.0, (step - decay_start) / max(1, total - decay_start))
-    return 1.0 - (1 - cfg.min_lr_ratio) * progress
+    return (step - decay_start) / max(1, total - decay_start)
 
 
-def fraction_lr_factor(fraction: float, cfg: ScheduleConfig) -> float:
-    """The decay after warm-up at `fraction` of the run (0 to 1), as the clock "time" measures it."""
-    fraction = min(1.0, max(0.0, fraction))
+def decay_progress_by_time(fraction: float, cfg: ScheduleConfig) -> float:
+    """How far through its decay the schedule is when `fraction` of trainer.max_time is spent."""
     if cfg.kind == "cosine":
-        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * fraction))
-    if fraction < 1 - cfg.decay_fraction:
-        return 1.0
-    progress = (fraction - (1 - cfg.decay_fraction)) / max(cfg.decay_fraction, 1e-9)
+        return fraction
+    return (fraction - (1 - cfg.decay_fraction)) / max(cfg.decay_fraction, 1e-9)
+
+
+def decayed(progress: float, cfg: ScheduleConfig) -> float:
+    """The multiplier `progress` (clamped to 0..1) of the way through the decay to min_lr_ratio: cosine, or
+    linear (wsd)."""
+    progress = min(1.0, max(0.0, progress))
+    if cfg.kind == "cosine":
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
     return 1.0 - (1 - cfg.min_lr_ratio) * progress
 
 

@@ -20,7 +20,6 @@ from typing import Literal
 import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
-from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
@@ -34,6 +33,7 @@ from lit_llm.data.sampling import merge_ranges, sample_index
 from lit_llm.data.shards import Manifest, ShardSet
 from lit_llm.data.windows import TrainWindows, ValWindows, epoch_window_count
 from lit_llm.errors import UserError
+from lit_llm.time_budget import max_time_timer
 from lit_llm.tokenizer import load_tokenizer
 
 SAMPLING_MODES = ("epoch", "random")
@@ -221,7 +221,7 @@ class LitDataModule(LightningDataModule):
         for name, share, windows in zip(self.source_names, self.source_shares(), self.source_windows):
             part = f"{name} {share:.1%} of samples, {windows:,} windows of {self.seq_len + 1} tokens"
             if run_samples:
-                bound = "at most " if self.time_bounded() else ""
+                bound = "at most " if max_time_timer(self.trainer) else ""  # max_time may end it first
                 part += f", {bound}{planned[name]:.2f} epochs in {bound}{steps:,} steps"
             parts.append(part)
         how = (
@@ -231,11 +231,6 @@ class LitDataModule(LightningDataModule):
         )
         mask = "; document masking on" if self.document_mask else ""
         return f"data: {how}{mask}: " + "; ".join(parts)
-
-    def time_bounded(self) -> bool:
-        """Whether the Trainer has a max_time (its Timer), which may end the run before max_steps."""
-        callbacks = getattr(self.trainer, "callbacks", None) or []
-        return any(isinstance(c, Timer) and c.time_remaining("train") is not None for c in callbacks)
 
     def train_dataloader(self) -> TrainStream:
         return TrainStream(self)
